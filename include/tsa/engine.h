@@ -1,0 +1,137 @@
+// The embedding API: an Engine holds what is shared (weights, tokenizer,
+// model config, sparsity plan); a Session holds one sequence's KV cache.
+//
+//   auto engine = tsa::Engine::load({.model_dir = "models/SmolLM2-135M-Instruct"});
+//   tsa::Session session(engine);
+//   auto prompt = engine->tokenizer().encode("The capital of France is");
+//   auto result = session.generate(prompt, {.max_new_tokens = 32});
+//
+// Data path: load -> plan -> prefill -> decode. Errors are tsa::Error.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tsa/error.h"
+#include "tsa/model_config.h"
+#include "tsa/sparsity.h"
+#include "tsa/tokenizer.h"
+
+namespace tsa {
+
+enum class Device { Cpu, Cuda };
+
+struct EngineOptions {
+  std::string model_dir;
+  Device device = Device::Cpu;
+  std::string sparsity_config;  // path of a sparsity JSON; empty = all layers dense
+  int threads = 0;              // CPU threads for matmuls; 0 = all cores
+};
+
+struct SessionOptions {
+  int64_t ctx_size = 0;     // KV-cache capacity in tokens; 0 = model's max_position_embeddings
+  std::string dump_dir;     // debug: write named intermediates ("attn_out-3") as .npy here
+  std::string dump_filter;  // only names containing this ("" = all)
+};
+
+struct SamplingOptions {
+  float temperature = 0.8f;     // 0 = greedy (argmax)
+  int32_t top_k = 40;           // 0 = off
+  float top_p = 0.95f;          // 1 = off
+  float min_p = 0.05f;          // 0 = off
+  float repeat_penalty = 1.0f;  // 1 = off; HF semantics (divide positive logits)
+  int32_t repeat_last_n = 64;   // tokens the penalty looks back over; -1 = whole context
+  std::optional<uint64_t> seed;  // unset = random
+};
+
+enum class StopReason { MaxTokens, Eos, StopString, Callback, ContextFull, Cancelled };
+const char* stop_reason_name(StopReason r);
+
+struct Timings {
+  double load_ms = 0;     // engine load (weights, tokenizer)
+  double prefill_ms = 0;  // prompt processing
+  double ttft_ms = 0;     // prefill plus sampling of the first token
+  double decode_ms = 0;   // all decode steps after the first token
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prefill_tokens_per_s() const;
+  double decode_tokens_per_s() const;  // over generated_tokens - 1 steps
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 256;  // -1 = until EOS, a stop string or a full context
+  std::vector<std::string> stop;  // stop strings (not included in the text)
+  bool ignore_eos = false;
+  SamplingOptions sampling;
+  // Each generated token and the text it completes (empty while a UTF-8
+  // character is still partial). Return false to stop generation.
+  std::function<bool(int32_t token, std::string_view text)> on_token;
+  // Prefill progress in prompt tokens; called at least at the end.
+  std::function<void(int64_t done, int64_t total)> on_prefill_progress;
+  // Polled between chunks and tokens; true stops with StopReason::Cancelled.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> ids;  // generated ids (EOS and stop-string tokens included)
+  std::string text;          // generated text, stop string removed
+  StopReason stop_reason = StopReason::MaxTokens;
+  uint64_t seed = 0;  // the seed actually used
+  Timings timings;
+};
+
+class Engine {
+ public:
+  static std::shared_ptr<Engine> load(const EngineOptions& options);
+  ~Engine();
+
+  const ModelConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  const SparsityPlan& sparsity() const;
+  const EngineOptions& options() const;
+  double load_ms() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<const Engine> engine, const SessionOptions& options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Appends `tokens` to the sequence and returns the logits of the last one
+  // (vocab_size floats), or of every one when all_logits (n x vocab_size).
+  // The span stays valid until the next call on this session.
+  std::span<const float> prefill(std::span<const int32_t> tokens, bool all_logits = false,
+                                 const GenerateOptions* progress = nullptr);
+  // Appends one token; returns its logits.
+  std::span<const float> decode(int32_t token);
+
+  // Prefill the prompt, then sample until a stop condition.
+  GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options = {});
+
+  int64_t n_past() const;    // tokens in the KV cache
+  int64_t ctx_size() const;  // capacity
+  void reset();              // empty the KV cache
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tsa

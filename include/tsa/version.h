@@ -1,0 +1,6 @@
+#pragma once
+
+#define TSA_VERSION_MAJOR 0
+#define TSA_VERSION_MINOR 1
+#define TSA_VERSION_PATCH 0
+#define TSA_VERSION_STRING "0.1.0"

@@ -1,0 +1,45 @@
+// Architecture definitions: which HF `architectures` names we run, the
+// family each belongs to, and the tensors (names and shapes) a checkpoint of
+// it must hold. One family per file (llama.cpp, mistral.cpp, qwen2.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tsa/model_config.h"
+
+namespace tsa {
+
+struct TensorSpec {
+  std::string name;             // HF name, e.g. "model.layers.3.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;   // expected shape, row-major as stored
+  bool optional = false;        // may be absent (e.g. lm_head when tied)
+};
+
+struct ArchSpec {
+  const char* hf_name;  // "LlamaForCausalLM"
+  Family family;
+  // Family defaults that config.json may override (Qwen2 has q/k/v bias).
+  bool default_attention_bias;
+  // Every tensor the checkpoint must (or may) hold for this config.
+  std::vector<TensorSpec> (*tensors)(const ModelConfig& cfg);
+};
+
+// nullptr when the architecture is not supported.
+const ArchSpec* find_arch(std::string_view hf_architecture);
+// The names accepted, for error messages: "LlamaForCausalLM, MistralForCausalLM, ...".
+std::string supported_arch_names();
+
+// The decoder-only Llama layout shared by all three families: embed_tokens,
+// per layer input_layernorm, q/k/v/o_proj (+ q/k/v bias when cfg.attention_bias),
+// post_attention_layernorm, gate/up/down_proj; model.norm; lm_head (optional
+// when tie_word_embeddings).
+std::vector<TensorSpec> llama_layout_tensors(const ModelConfig& cfg);
+
+extern const ArchSpec kLlamaArch;
+extern const ArchSpec kMistralArch;
+extern const ArchSpec kQwen2Arch;
+
+}  // namespace tsa

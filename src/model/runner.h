@@ -1,0 +1,31 @@
+// A backend's forward pass over one sequence: owns the KV cache and the
+// scratch it needs, and turns token ids at given positions into logits.
+// The Session drives it (prefill in chunks, then one token per decode step).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "tsa/engine.h"
+
+namespace tsa {
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  // KV-cache capacity in tokens.
+  virtual int64_t capacity() const = 0;
+  // Runs `ids` at positions [pos0, pos0 + ids.size()), appending their K/V to
+  // the cache (which must already hold positions < pos0). Writes the logits of
+  // the last token (vocab floats) or of all tokens (n x vocab) into `logits`.
+  virtual void forward(std::span<const int32_t> ids, int64_t pos0, bool all_logits,
+                       std::vector<float>& logits) = 0;
+};
+
+// The fp32 CPU reference backend (src/model/cpu_model.cpp).
+std::unique_ptr<ModelRunner> make_cpu_runner(const Engine::Impl& engine,
+                                             const SessionOptions& options);
+
+}  // namespace tsa
