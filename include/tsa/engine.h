@@ -71,7 +71,8 @@ struct GenerateOptions {
   bool ignore_eos = false;
   SamplingOptions sampling;
   // Each generated token and the text it completes (empty while a UTF-8
-  // character is still partial). Return false to stop generation.
+  // character is still partial). Return false to stop generation. Text held
+  // back until the end (an unfinished character) arrives with token -1.
   std::function<bool(int32_t token, std::string_view text)> on_token;
   // Prefill progress in prompt tokens; called at least at the end.
   std::function<void(int64_t done, int64_t total)> on_prefill_progress;

@@ -1,0 +1,84 @@
+// Engine::load: model folder -> config, validated weights, tokenizer and
+// sparsity plan. Nothing here runs the model.
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cpu/ops.h"
+#include "engine/engine_impl.h"
+#include "load/model_config_parse.h"
+
+namespace tsa {
+
+namespace fs = std::filesystem;
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+const ModelConfig& Engine::config() const { return impl_->config; }
+const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
+const SparsityPlan& Engine::sparsity() const { return impl_->sparsity; }
+const EngineOptions& Engine::options() const { return impl_->options; }
+double Engine::load_ms() const { return impl_->load_ms; }
+
+std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path dir = options.model_dir;
+  std::error_code ec;
+  if (options.model_dir.empty()) throw Error("no model folder given");
+  if (!fs::is_directory(dir, ec))
+    throw Error(fmt::format("model folder {} does not exist or is not a directory", dir.string()));
+  if (options.threads < 0) throw Error(fmt::format("threads = {} must be >= 0", options.threads));
+  if (options.device == Device::Cuda) {
+    throw Error(
+        "--device cuda: this build of tsa has no CUDA backend yet; use --device cpu");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->config = load_model_config(dir.string());
+  impl->store = WeightStore::open_dir(dir.string());
+  impl->weights = bind_weights(*impl->store, impl->config);
+  impl->tokenizer = Tokenizer::load(dir.string());
+  if (impl->tokenizer->vocab_size() > impl->config.vocab_size) {
+    throw Error(fmt::format("{}: tokenizer has {} tokens but config.json vocab_size is {}",
+                            dir.string(), impl->tokenizer->vocab_size(), impl->config.vocab_size));
+  }
+  // EOS ids: the union of config.json, generation_config.json and the tokenizer's.
+  for (int32_t id : impl->tokenizer->eos_ids()) {
+    auto& eos = impl->config.eos_token_ids;
+    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
+  }
+  impl->sparsity = options.sparsity_config.empty()
+                       ? SparsityPlan::dense(impl->config.num_layers)
+                       : SparsityPlan::from_file(options.sparsity_config, impl->config.num_layers);
+  cpu::set_threads(options.threads);
+  impl->load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return std::shared_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+double Timings::prefill_tokens_per_s() const {
+  return prefill_ms > 0 ? prompt_tokens * 1000.0 / prefill_ms : 0.0;
+}
+
+double Timings::decode_tokens_per_s() const {
+  return decode_ms > 0 && generated_tokens > 1 ? (generated_tokens - 1) * 1000.0 / decode_ms
+                                               : 0.0;
+}
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::MaxTokens: return "max_tokens";
+    case StopReason::Eos: return "eos";
+    case StopReason::StopString: return "stop_string";
+    case StopReason::Callback: return "callback";
+    case StopReason::ContextFull: return "context_full";
+    case StopReason::Cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+}  // namespace tsa

@@ -1,0 +1,32 @@
+// Next-token choice from logits: repetition penalty, then temperature,
+// top-k, top-p and min-p filters (transformers' order), then a draw from the
+// renormalised distribution; temperature 0 is greedy argmax.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "tsa/engine.h"
+
+namespace tsa {
+
+class Sampler {
+ public:
+  Sampler(const SamplingOptions& options, uint64_t seed);
+  // `history`: the ids the repetition penalty looks at (prompt + generated).
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+
+ private:
+  SamplingOptions opt_;
+  std::mt19937_64 rng_;
+  std::vector<float> work_;            // logits after penalty / temperature
+  std::vector<int32_t> candidates_;    // ids still allowed
+};
+
+// Validates ranges (temperature >= 0, 0 < top_p <= 1, 0 <= min_p <= 1,
+// top_k >= 0, repeat_penalty > 0); throws tsa::Error naming the option.
+void validate_sampling(const SamplingOptions& options);
+
+}  // namespace tsa

@@ -1,0 +1,190 @@
+// Session: one sequence's KV cache and the prefill -> sample -> decode loop.
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "engine/engine_impl.h"
+#include "engine/sampler.h"
+#include "engine/stop_strings.h"
+#include "model/runner.h"
+
+namespace tsa {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Prompt tokens per forward call: large enough that the weight matrices are
+// read once per many rows, small enough that progress and cancel stay lively.
+constexpr int64_t kPrefillChunk = 512;
+
+bool cancelled(const GenerateOptions* o) {
+  return o && o->cancel && o->cancel->load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+struct Session::Impl {
+  std::shared_ptr<const Engine> engine;
+  SessionOptions options;
+  std::unique_ptr<ModelRunner> runner;
+  int64_t n_past = 0;
+  std::vector<float> logits;      // last forward's output
+  std::vector<float> all_logits;  // prefill(all_logits=true) output, n x vocab
+};
+
+Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!engine) throw Error("Session needs an engine");
+  const ModelConfig& cfg = engine->config();
+  if (options.ctx_size < 0) throw Error(fmt::format("ctx_size {} must be >= 0", options.ctx_size));
+  if (cfg.max_position_embeddings > 0 && options.ctx_size > cfg.max_position_embeddings) {
+    throw Error(fmt::format(
+        "context size {} is larger than the model supports (max_position_embeddings = {})",
+        options.ctx_size, cfg.max_position_embeddings));
+  }
+  impl_->engine = std::move(engine);
+  impl_->options = options;
+  impl_->runner = make_cpu_runner(impl_->engine->impl(), options);
+}
+
+Session::~Session() = default;
+
+int64_t Session::n_past() const { return impl_->n_past; }
+int64_t Session::ctx_size() const { return impl_->runner->capacity(); }
+void Session::reset() { impl_->n_past = 0; }
+
+std::span<const float> Session::prefill(std::span<const int32_t> tokens, bool all_logits,
+                                        const GenerateOptions* progress) {
+  Impl& s = *impl_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t vocab = s.engine->config().vocab_size;
+  if (n == 0) throw Error("prefill: no tokens");
+  if (s.n_past + n > ctx_size()) {
+    throw Error(fmt::format(
+        "prompt of {} tokens does not fit the context: {} tokens already cached, context size {} "
+        "(raise -c / ctx_size)",
+        n, s.n_past, ctx_size()));
+  }
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= vocab)
+      throw Error(fmt::format("token id {} is outside the vocabulary (size {})", id, vocab));
+  }
+  if (all_logits) s.all_logits.resize(static_cast<size_t>(n) * vocab);
+  for (int64_t done = 0; done < n;) {
+    if (cancelled(progress)) throw Cancelled();
+    const int64_t len = std::min(kPrefillChunk, n - done);
+    s.runner->forward(tokens.subspan(done, len), s.n_past, all_logits, s.logits);
+    if (all_logits) std::copy(s.logits.begin(), s.logits.end(), s.all_logits.begin() + done * vocab);
+    s.n_past += len;
+    done += len;
+    if (progress && progress->on_prefill_progress) progress->on_prefill_progress(done, n);
+  }
+  if (all_logits) return s.all_logits;
+  return std::span<const float>(s.logits).last(vocab);
+}
+
+std::span<const float> Session::decode(int32_t token) {
+  Impl& s = *impl_;
+  const int64_t vocab = s.engine->config().vocab_size;
+  if (token < 0 || token >= vocab)
+    throw Error(fmt::format("token id {} is outside the vocabulary (size {})", token, vocab));
+  if (s.n_past >= ctx_size()) throw Error(fmt::format("context of {} tokens is full", ctx_size()));
+  s.runner->forward(std::span<const int32_t>(&token, 1), s.n_past, false, s.logits);
+  s.n_past += 1;
+  return s.logits;
+}
+
+GenerateResult Session::generate(std::span<const int32_t> prompt, const GenerateOptions& o) {
+  const Engine& engine = *impl_->engine;
+  GenerateResult r;
+  r.prompt_ids.assign(prompt.begin(), prompt.end());
+  r.seed = o.sampling.seed ? *o.sampling.seed : std::random_device{}();
+  Sampler sampler(o.sampling, r.seed);
+  Timings& t = r.timings;
+  t.load_ms = engine.load_ms();
+  t.prompt_tokens = static_cast<int64_t>(prompt.size());
+  if (prompt.empty()) throw Error("the prompt is empty (0 tokens)");
+  if (n_past() + t.prompt_tokens >= ctx_size()) {
+    throw Error(fmt::format(
+        "prompt of {} tokens is too long for the context size {} (it must leave room for at least "
+        "one generated token; raise -c / ctx_size)",
+        t.prompt_tokens, ctx_size()));
+  }
+
+  const auto t0 = Clock::now();
+  std::span<const float> logits;
+  try {
+    logits = prefill(prompt, false, &o);
+  } catch (const Cancelled&) {
+    t.prefill_ms = ms_since(t0);
+    r.stop_reason = StopReason::Cancelled;
+    return r;
+  }
+  t.prefill_ms = ms_since(t0);
+
+  const auto& eos = engine.config().eos_token_ids;
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  StreamDecoder detok(engine.tokenizer());
+  StopStrings stops(o.stop);
+  Clock::time_point t_first;
+  auto emit = [&](int32_t id, const std::string& piece) {
+    r.text += piece;
+    return !o.on_token || o.on_token(id, piece);
+  };
+
+  for (;;) {
+    const int32_t id = sampler.sample(logits, history);
+    if (r.ids.empty()) {
+      t.ttft_ms = ms_since(t0);
+      t_first = Clock::now();
+    }
+    r.ids.push_back(id);
+    history.push_back(id);
+    t.generated_tokens = static_cast<int64_t>(r.ids.size());
+
+    if (!o.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
+      r.stop_reason = StopReason::Eos;
+      break;
+    }
+    const std::string piece = stops.push(detok.push(id));
+    if (!emit(id, piece)) {
+      r.stop_reason = StopReason::Callback;
+      break;
+    }
+    if (stops.stopped()) {
+      r.stop_reason = StopReason::StopString;
+      break;
+    }
+    if (o.max_new_tokens >= 0 && t.generated_tokens >= o.max_new_tokens) {
+      r.stop_reason = StopReason::MaxTokens;
+      break;
+    }
+    if (n_past() >= ctx_size()) {
+      r.stop_reason = StopReason::ContextFull;
+      break;
+    }
+    if (cancelled(&o)) {
+      r.stop_reason = StopReason::Cancelled;
+      break;
+    }
+    logits = decode(id);
+  }
+  // Whatever the detokenizer or the stop matcher still holds goes out last.
+  if (r.stop_reason != StopReason::StopString) {
+    const std::string tail = stops.push(detok.flush()) + stops.flush();
+    if (!tail.empty()) {
+      r.text += tail;
+      if (o.on_token) o.on_token(-1, tail);
+    }
+  }
+  if (!r.ids.empty()) t.decode_ms = ms_since(t_first);
+  return r;
+}
+
+}  // namespace tsa

@@ -1,0 +1,155 @@
+// tsa-infer as a user runs it: a golden model folder answers; broken folders
+// and bad arguments give one error line that names the file and the problem,
+// and a non-zero exit.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace tsa {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+Run run_infer(const std::string& args) {
+  test::TempDir tmp;
+  const fs::path out = tmp.path() / "out", err = tmp.path() / "err";
+  const std::string cmd = std::string(TSA_INFER_BIN) + " " + args + " >" + out.string() +
+                          " 2>" + err.string() + " </dev/null";
+  const int rc = std::system(cmd.c_str());
+  Run r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+  r.out = test::read_file(out);
+  r.err = test::read_file(err);
+  return r;
+}
+
+fs::path golden(const char* name) { return test::fixtures_src() / "golden" / name; }
+
+fs::path copy_model(const test::TempDir& tmp, const char* name) {
+  const fs::path dst = tmp.path() / name;
+  fs::copy(golden(name), dst, fs::copy_options::recursive);
+  return dst;
+}
+
+// Exactly one line on stderr, the error, naming what it should.
+void expect_one_error(const Run& r, const std::string& must_contain) {
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(r.err.rfind("tsa-infer: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(must_contain), std::string::npos) << r.err;
+}
+
+TEST(Cli, GreedyJsonOnGoldenModel) {
+  const Run r = run_infer("-m " + golden("llama-gqa-llama3rope").string() +
+                          " -p 'Hello world' -n 6 --temp 0 --ignore-eos --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ids"].size(), 6u);
+  EXPECT_EQ(j["stop_reason"], "max_tokens");
+  EXPECT_GT(j["prompt_tokens"].get<int>(), 1);
+  EXPECT_NE(r.err.find("prefill"), std::string::npos);  // timings block
+}
+
+TEST(Cli, StreamsTextAndChatTemplate) {
+  const Run r = run_infer("-m " + golden("qwen2-bias-tied").string() +
+                          " -p 'Hi' --chat --system 'Be brief' -n 5 --temp 0 --ignore-eos");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("generated 5 tok"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PromptFromFile) {
+  test::TempDir tmp;
+  test::write_file(tmp.path() / "p.txt", "Once upon a time");
+  const Run r = run_infer("-m " + golden("mistral-headdim-yarn").string() + " -f " +
+                          (tmp.path() / "p.txt").string() + " -n 3 --temp 0 --ignore-eos");
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST(Cli, TruncatedSafetensors) {
+  test::TempDir tmp;
+  const fs::path m = copy_model(tmp, "qwen2-bias-tied");
+  fs::resize_file(m / "model.safetensors", fs::file_size(m / "model.safetensors") / 2);
+  expect_one_error(run_infer("-m " + m.string() + " -p hi"), "model.safetensors");
+}
+
+TEST(Cli, ConfigNotJson) {
+  test::TempDir tmp;
+  const fs::path m = copy_model(tmp, "qwen2-bias-tied");
+  test::write_file(m / "config.json", "{\"hidden_size\": 64,, }");
+  expect_one_error(run_infer("-m " + m.string() + " -p hi"), "config.json");
+}
+
+TEST(Cli, MissingShard) {
+  test::TempDir tmp;
+  const fs::path m = copy_model(tmp, "llama-gqa-llama3rope");
+  fs::remove(m / "model-00002-of-00002.safetensors");
+  expect_one_error(run_infer("-m " + m.string() + " -p hi"), "model-00002-of-00002.safetensors");
+}
+
+TEST(Cli, MissingTensor) {
+  test::TempDir tmp;
+  const fs::path m = copy_model(tmp, "llama-gqa-llama3rope");
+  // Drop one tensor from the index and from its shard's header: the shard
+  // itself stays valid, the model is incomplete.
+  auto idx = nlohmann::json::parse(test::read_file(m / "model.safetensors.index.json"));
+  const std::string victim = "model.layers.1.mlp.up_proj.weight";
+  ASSERT_TRUE(idx["weight_map"].contains(victim));
+  idx["weight_map"].erase(victim);
+  test::write_file(m / "model.safetensors.index.json", idx.dump());
+  const Run r = run_infer("-m " + m.string() + " -p hi");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("up_proj"), std::string::npos) << r.err;
+}
+
+TEST(Cli, MissingModelFolder) {
+  expect_one_error(run_infer("-m /nonexistent/model -p hi"), "/nonexistent/model");
+}
+
+TEST(Cli, BadPromptFiles) {
+  test::TempDir tmp;
+  const std::string m = " -m " + golden("qwen2-bias-tied").string();
+  expect_one_error(run_infer(m + " -f " + (tmp.path() / "nope.txt").string()), "nope.txt");
+  test::write_file(tmp.path() / "empty.txt", "");
+  expect_one_error(run_infer(m + " -f " + (tmp.path() / "empty.txt").string()), "empty");
+  test::write_file(tmp.path() / "bin.txt", std::string("ab\xff\xfe", 4));
+  expect_one_error(run_infer(m + " -f " + (tmp.path() / "bin.txt").string()), "UTF-8");
+}
+
+TEST(Cli, PromptLongerThanContext) {
+  const Run r = run_infer("-m " + golden("qwen2-bias-tied").string() +
+                          " -p 'one two three four five six seven eight nine ten' -c 4");
+  expect_one_error(r, "context");
+}
+
+TEST(Cli, ContextLargerThanModel) {
+  expect_one_error(run_infer("-m " + golden("mistral-headdim-yarn").string() + " -p hi -c 999999"),
+                   "max_position_embeddings");
+}
+
+TEST(Cli, BadSparsityConfig) {
+  test::TempDir tmp;
+  test::write_file(tmp.path() / "s.json", R"({"defaults": {"coverage": 1.5}})");
+  expect_one_error(run_infer("-m " + golden("qwen2-bias-tied").string() + " -p hi --config " +
+                             (tmp.path() / "s.json").string()),
+                   "s.json");
+}
+
+TEST(Cli, CudaWithoutBackendOrGpu) {
+  const Run r = run_infer("-m " + golden("qwen2-bias-tied").string() + " -p hi --device cuda");
+  expect_one_error(r, "cuda");
+}
+
+}  // namespace
+}  // namespace tsa

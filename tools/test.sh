@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds everything (the CUDA backend too when nvcc exists) and runs every
+# test that needs no GPU; then builds the example against the installed
+# CMake package. This is the README's test command and what CI runs.
+#   TSA_BUILD_DIR (default build-test), TSA_CUDA_ARCHS (default 90a), TSA_JOBS
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install_deps.sh
+
+BUILD=${TSA_BUILD_DIR:-build-test}
+JOBS=${TSA_JOBS:-$(nproc)}
+cuda_args=()
+if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+# One architecture is enough to prove the CUDA code builds.
+cuda_args+=("-DCMAKE_CUDA_ARCHITECTURES=${TSA_CUDA_ARCHS:-90a}")
+
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/$BUILD/install" \
+  "${cuda_args[@]}"
+cmake --build "$BUILD" -j"$JOBS"
+# GPU tests carry the label gpu and skip themselves without a GPU; CI has none.
+ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" -LE gpu
+
+# The library as users consume it: install, then find_package(tsa) from outside.
+cmake --install "$BUILD" >/dev/null
+cmake -S examples -B "$BUILD/example" -DCMAKE_PREFIX_PATH="$PWD/$BUILD/install"
+cmake --build "$BUILD/example" -j"$JOBS"
+"$BUILD/example/tsa-example" tests/fixtures/golden/qwen2-bias-tied
+echo "[tsa] all tests passed"
