@@ -36,7 +36,8 @@ struct EngineOptions {
 };
 
 struct SessionOptions {
-  int64_t ctx_size = 0;     // KV-cache capacity in tokens; 0 = model's max_position_embeddings
+  int64_t ctx_size = 0;       // KV-cache capacity in tokens; 0 = model's max_position_embeddings
+  int64_t prefill_chunk = 0;  // prompt tokens per forward pass; 0 = backend default
   std::string dump_dir;     // debug: write named intermediates ("attn_out-3") as .npy here
   std::string dump_filter;  // only names containing this ("" = all)
 };
@@ -115,10 +116,11 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Appends `tokens` to the sequence and returns the logits of the last one
-  // (vocab_size floats), or of every one when all_logits (n x vocab_size).
-  // The span stays valid until the next call on this session.
-  std::span<const float> prefill(std::span<const int32_t> tokens, bool all_logits = false,
+  // Appends `tokens` to the sequence and returns the logits of its last
+  // `n_logits` tokens (n_logits x vocab_size floats, row i for token
+  // tokens.size() - n_logits + i). `progress` supplies the progress callback
+  // and cancel flag. The span stays valid until the next call on this session.
+  std::span<const float> prefill(std::span<const int32_t> tokens, int64_t n_logits = 1,
                                  const GenerateOptions* progress = nullptr);
   // Appends one token; returns its logits.
   std::span<const float> decode(int32_t token);

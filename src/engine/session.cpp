@@ -19,9 +19,10 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Prompt tokens per forward call: large enough that the weight matrices are
-// read once per many rows, small enough that progress and cancel stay lively.
-constexpr int64_t kPrefillChunk = 512;
+// Default prompt tokens per forward call: large enough that the weight
+// matrices are read once per many rows, small enough that progress and
+// cancel stay lively.
+constexpr int64_t kDefaultPrefillChunk = 512;
 
 bool cancelled(const GenerateOptions* o) {
   return o && o->cancel && o->cancel->load(std::memory_order_relaxed);
@@ -34,8 +35,9 @@ struct Session::Impl {
   SessionOptions options;
   std::unique_ptr<ModelRunner> runner;
   int64_t n_past = 0;
+  int64_t chunk = kDefaultPrefillChunk;
   std::vector<float> logits;      // last forward's output
-  std::vector<float> all_logits;  // prefill(all_logits=true) output, n x vocab
+  std::vector<float> out_logits;  // prefill's result, n_logits x vocab
 };
 
 Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& options)
@@ -43,6 +45,8 @@ Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& opt
   if (!engine) throw Error("Session needs an engine");
   const ModelConfig& cfg = engine->config();
   if (options.ctx_size < 0) throw Error(fmt::format("ctx_size {} must be >= 0", options.ctx_size));
+  if (options.prefill_chunk < 0)
+    throw Error(fmt::format("prefill_chunk {} must be >= 0", options.prefill_chunk));
   if (cfg.max_position_embeddings > 0 && options.ctx_size > cfg.max_position_embeddings) {
     throw Error(fmt::format(
         "context size {} is larger than the model supports (max_position_embeddings = {})",
@@ -50,6 +54,7 @@ Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& opt
   }
   impl_->engine = std::move(engine);
   impl_->options = options;
+  if (options.prefill_chunk > 0) impl_->chunk = options.prefill_chunk;
   impl_->runner = make_cpu_runner(impl_->engine->impl(), options);
 }
 
@@ -59,12 +64,14 @@ int64_t Session::n_past() const { return impl_->n_past; }
 int64_t Session::ctx_size() const { return impl_->runner->capacity(); }
 void Session::reset() { impl_->n_past = 0; }
 
-std::span<const float> Session::prefill(std::span<const int32_t> tokens, bool all_logits,
+std::span<const float> Session::prefill(std::span<const int32_t> tokens, int64_t n_logits,
                                         const GenerateOptions* progress) {
   Impl& s = *impl_;
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t vocab = s.engine->config().vocab_size;
   if (n == 0) throw Error("prefill: no tokens");
+  if (n_logits < 1 || n_logits > n)
+    throw Error(fmt::format("prefill: n_logits = {} must be in [1, {}]", n_logits, n));
   if (s.n_past + n > ctx_size()) {
     throw Error(fmt::format(
         "prompt of {} tokens does not fit the context: {} tokens already cached, context size {} "
@@ -75,18 +82,28 @@ std::span<const float> Session::prefill(std::span<const int32_t> tokens, bool al
     if (id < 0 || id >= vocab)
       throw Error(fmt::format("token id {} is outside the vocabulary (size {})", id, vocab));
   }
-  if (all_logits) s.all_logits.resize(static_cast<size_t>(n) * vocab);
+  // Chunks that reach into the last n_logits tokens return all their rows;
+  // the rows we need are copied out.
+  const int64_t first_wanted = n - n_logits;
+  s.out_logits.resize(static_cast<size_t>(n_logits) * vocab);
   for (int64_t done = 0; done < n;) {
     if (cancelled(progress)) throw Cancelled();
-    const int64_t len = std::min(kPrefillChunk, n - done);
-    s.runner->forward(tokens.subspan(done, len), s.n_past, all_logits, s.logits);
-    if (all_logits) std::copy(s.logits.begin(), s.logits.end(), s.all_logits.begin() + done * vocab);
+    const int64_t len = std::min(s.chunk, n - done);
+    const bool want_rows = done + len > first_wanted;
+    const bool all_rows = want_rows && n_logits > 1;
+    s.runner->forward(tokens.subspan(done, len), s.n_past, all_rows, s.logits);
+    if (want_rows) {
+      const int64_t from = std::max(done, first_wanted);
+      const int64_t rows_in_logits = all_rows ? len : 1;
+      const float* src = s.logits.data() + (from - (done + len - rows_in_logits)) * vocab;
+      std::copy(src, src + (done + len - from) * vocab,
+                s.out_logits.begin() + (from - first_wanted) * vocab);
+    }
     s.n_past += len;
     done += len;
     if (progress && progress->on_prefill_progress) progress->on_prefill_progress(done, n);
   }
-  if (all_logits) return s.all_logits;
-  return std::span<const float>(s.logits).last(vocab);
+  return s.out_logits;
 }
 
 std::span<const float> Session::decode(int32_t token) {
@@ -120,7 +137,7 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
   const auto t0 = Clock::now();
   std::span<const float> logits;
   try {
-    logits = prefill(prompt, false, &o);
+    logits = prefill(prompt, 1, &o);
   } catch (const Cancelled&) {
     t.prefill_ms = ms_since(t0);
     r.stop_reason = StopReason::Cancelled;

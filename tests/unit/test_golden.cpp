@@ -34,7 +34,7 @@ TEST_P(Golden, PromptLogitsMatchTransformers) {
   ASSERT_EQ(ref.shape, (std::vector<int64_t>{static_cast<int64_t>(ids.size()), vocab}));
 
   Session session(engine, {.ctx_size = 256});
-  const auto logits = session.prefill(ids, /*all_logits=*/true);
+  const auto logits = session.prefill(ids, static_cast<int64_t>(ids.size()));
   ASSERT_EQ(logits.size(), ids.size() * vocab);
   const float* want = reinterpret_cast<const float*>(ref.data);
   // Per position, so that an error at one position is not averaged away.
@@ -42,6 +42,20 @@ TEST_P(Golden, PromptLogitsMatchTransformers) {
     EXPECT_LT(test::rel_error(logits.data() + i * vocab, want + i * vocab, vocab), 1e-4)
         << "position " << i;
   }
+}
+
+TEST_P(Golden, ChunkedPrefillGivesTheSameLogits) {
+  // Chunks of 7 tokens, and only the last 20 positions' logits requested.
+  auto engine = Engine::load({.model_dir = dir().string()});
+  const auto ids = golden()["prompt_ids"].get<std::vector<int32_t>>();
+  const int64_t vocab = engine->config().vocab_size, n = static_cast<int64_t>(ids.size());
+  Session whole(engine, {.ctx_size = 256});
+  const auto want = whole.prefill(ids, n);
+  const std::vector<float> want_tail(want.end() - 20 * vocab, want.end());
+  Session chunked(engine, {.ctx_size = 256, .prefill_chunk = 7});
+  const auto got = chunked.prefill(ids, 20);
+  ASSERT_EQ(got.size(), want_tail.size());
+  EXPECT_LT(test::rel_error(got.data(), want_tail.data(), got.size()), 1e-5);
 }
 
 TEST_P(Golden, GreedyTokensMatchTransformers) {
