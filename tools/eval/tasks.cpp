@@ -78,14 +78,15 @@ std::vector<PerplexityRow> run_perplexity(std::shared_ptr<const Engine> engine,
   const Tokenizer& tok = engine->tokenizer();
   const int64_t vocab = engine->config().vocab_size;
   std::vector<PerplexityRow> rows;
+  Session s(engine, o.session);  // one KV cache, emptied per prompt
   for (int64_t len : o.lengths) {
+    s.reset();
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> ids;
     if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
     const auto f = filler(hay, 0, len - static_cast<int64_t>(ids.size()));
     ids.insert(ids.end(), f.begin(), f.end());
     const int64_t scored = std::min<int64_t>(o.last_n, len - 1);
-    Session s(engine, o.session);
     // Rows for positions len-scored-1 .. len-2 predict tokens len-scored .. len-1.
     const auto logits = s.prefill(ids, scored + 1);
     double nll = 0;
@@ -108,6 +109,7 @@ std::vector<RetrievalCell> run_retrieval(std::shared_ptr<const Engine> engine, c
                                          RetrievalTask task, const EvalOptions& o) {
   const Tokenizer& tok = engine->tokenizer();
   std::vector<RetrievalCell> cells;
+  Session s(engine, o.session);
   int64_t cell_index = 0;
   for (int64_t len : o.lengths) {
     for (double depth : o.depths) {
@@ -132,7 +134,7 @@ std::vector<RetrievalCell> run_retrieval(std::shared_ptr<const Engine> engine, c
         const int64_t offset = std::uniform_int_distribution<int64_t>(
             0, static_cast<int64_t>(hay.ids.size()) - 1)(rng);
         const auto ids = layout(head, needle, tail, hay, len, depth, offset);
-        Session s(engine, o.session);
+        s.reset();
         GenerateOptions g;
         g.max_new_tokens = static_cast<int64_t>(tok.encode(" " + t.expected, false).size()) + 6;
         g.sampling.temperature = 0;
@@ -155,7 +157,9 @@ LogProbSet collect_logprobs(std::shared_ptr<const Engine> engine, const Haystack
   const Tokenizer& tok = engine->tokenizer();
   LogProbSet set;
   set.vocab = engine->config().vocab_size;
+  Session s(engine, o.session);
   for (int64_t len : o.lengths) {
+    s.reset();
     std::vector<int32_t> ids;
     if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
     // A different stretch of text than perplexity uses.
@@ -163,7 +167,6 @@ LogProbSet collect_logprobs(std::shared_ptr<const Engine> engine, const Haystack
                           len - static_cast<int64_t>(ids.size()));
     ids.insert(ids.end(), f.begin(), f.end());
     const int64_t n = std::min<int64_t>(o.last_n, len);
-    Session s(engine, o.session);
     const auto logits = s.prefill(ids, n);
     std::vector<float> lp(logits.begin(), logits.end());
     for (int64_t i = 0; i < n; ++i) {
