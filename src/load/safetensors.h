@@ -53,8 +53,10 @@ class WeightStore {
   static std::unique_ptr<WeightStore> open_dir(const std::string& model_dir);
   const TensorInfo* find(const std::string& name) const;  // nullptr if absent
   const std::map<std::string, const TensorInfo*>& all() const { return index_; }
+  const std::string& dir() const { return dir_; }  // the model folder, for error messages
 
  private:
+  std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorInfo*> index_;
 };

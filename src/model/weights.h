@@ -19,6 +19,7 @@ struct LayerWeights {
   const TensorInfo* bk = nullptr;         // [kv_heads*head_dim] or nullptr
   const TensorInfo* bv = nullptr;         // [kv_heads*head_dim] or nullptr
   const TensorInfo* wo = nullptr;         // [hidden, heads*head_dim]
+  const TensorInfo* bo = nullptr;         // [hidden] (Llama with attention_bias) or nullptr
   const TensorInfo* ffn_norm = nullptr;   // [hidden]
   const TensorInfo* w_gate = nullptr;     // [intermediate, hidden]
   const TensorInfo* w_up = nullptr;       // [intermediate, hidden]
