@@ -31,6 +31,8 @@ using simd::vf;
 
 constexpr int64_t kBk = 128;         // keys per block
 constexpr int64_t kRowsTarget = 64;  // query rows (queries x group heads) per task
+constexpr int64_t kDotMaxRows = 8;   // up to this many rows, scores by dot products
+constexpr int64_t kPrefetchRows = 8;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(kBk % kNR == 0 && kBk % kWidth == 0);
 
@@ -103,6 +105,49 @@ void softmax_row(float* row, int64_t jlo, int64_t jhi, int64_t cnt, float& m, fl
   }
 }
 
+// S[r, j] = qs[r, :] . k[j, :] for r < rows, j < cnt (k rows strided by
+// ldk), one dot product at a time: for a few rows (decode) this beats
+// transposing the keys, which costs hd moves per key whatever the rows.
+// Also prefetches the block's V rows (v, same stride), which the PV product
+// reads next: at a few rows per query the work is bound by memory latency.
+void scores_dot(const float* qs, int64_t rows, int64_t hd, const float* k, const float* v,
+                int64_t ldk, int64_t cnt, float* s) {
+  for (int64_t j = 0; j < cnt; ++j) {
+    const float* kr = k + j * ldk;
+    // Rows of one KV head are strided in the cache: fetch a few ahead.
+    for (int64_t d = 0; d < hd; d += 16) {
+      __builtin_prefetch(kr + kPrefetchRows * ldk + d);
+      __builtin_prefetch(v + j * ldk + d);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* qr = qs + r * hd;
+      vf acc{};
+      int64_t d = 0;
+      for (; d + kWidth <= hd; d += kWidth) acc += simd::load(qr + d) * simd::load(kr + d);
+      float dot = simd::hsum(acc);
+      for (; d < hd; ++d) dot += qr[d] * kr[d];
+      s[r * kBk + j] = dot;
+    }
+  }
+}
+
+// The same through the micro kernel: keys transposed into kt [hd, kBk]
+// (zero-padded to a whole panel), then S = Qs . K^T.
+void scores_transposed(const float* qs, int64_t rows, int64_t hd, const float* k, int64_t ldk,
+                       int64_t cnt, float* kt, float* s) {
+  const int64_t cntp = round_up(cnt, kNR);
+  for (int64_t j = 0; j < cntp; ++j) {
+    const float* kr = k + j * ldk;
+    for (int64_t d = 0; d < hd; ++d) kt[d * kBk + j] = j < cnt ? kr[d] : 0.0f;
+  }
+  for (int64_t r = 0; r < rows; r += kMR) {
+    const int rr = static_cast<int>(std::min<int64_t>(kMR, rows - r));
+    for (int64_t p = 0; p < cntp; p += kNR) {
+      micro_kernel_rows(rr, qs + r * hd, hd, kt + p, kBk, hd, s + r * kBk + p, kBk, false);
+    }
+  }
+}
+
 // Attention of query block qb, KV head kvh, over key blocks [b0, b1) of the
 // block's key range; leaves m, l and O of its rows (t * group + g) in sc.
 void attend(const Problem& P, int64_t kvh, int64_t qb, int64_t b0, int64_t b1, Scratch& sc) {
@@ -125,17 +170,12 @@ void attend(const Problem& P, int64_t kvh, int64_t qb, int64_t b0, int64_t b1, S
 
   const int64_t lo = P.key_lo(qb), hi = P.key_hi(qb);
   for (int64_t b = b0; b < b1; ++b) {
-    const int64_t j0 = lo + b * kBk, cnt = std::min(kBk, hi - j0), cntp = round_up(cnt, kNR);
-    for (int64_t j = 0; j < cntp; ++j) {
-      const float* krow = P.k + (j0 + j) * kv_stride + kvh * hd;
-      for (int64_t d = 0; d < hd; ++d) kt[d * kBk + j] = j < cnt ? krow[d] : 0.0f;
-    }
-    // S[rows, cntp] = Qs . K^T
-    for (int64_t r = 0; r < rows; r += kMR) {
-      const int rr = static_cast<int>(std::min<int64_t>(kMR, rows - r));
-      for (int64_t p = 0; p < cntp; p += kNR) {
-        micro_kernel_rows(rr, qs + r * hd, hd, kt + p, kBk, hd, s + r * kBk + p, kBk, false);
-      }
+    const int64_t j0 = lo + b * kBk, cnt = std::min(kBk, hi - j0);
+    if (rows <= kDotMaxRows) {
+      scores_dot(qs, rows, hd, P.k + j0 * kv_stride + kvh * hd, P.v + j0 * kv_stride + kvh * hd,
+                 kv_stride, cnt, s);
+    } else {
+      scores_transposed(qs, rows, hd, P.k + j0 * kv_stride + kvh * hd, kv_stride, cnt, kt, s);
     }
     // Causal and sliding-window limits are per query position.
     for (int64_t t = 0; t < nq; ++t) {

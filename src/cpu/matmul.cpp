@@ -1,9 +1,9 @@
 // y[n, m] = x[n, k] @ w[m, k]^T (+ bias) with w in its stored dtype.
 //
 // Two paths:
-//  * n <= kGemvMaxRows (decode): each weight row is widened in registers and
-//    dotted with every row of x while it streams past; memory bound, as it
-//    must be. Threads split the weight rows.
+//  * n <= kGemvMaxRows (decode, short chunks): the weights are read once, in
+//    memory order, each row widened in registers and dotted with every row of
+//    x; this runs at memory bandwidth. Threads split the weight rows.
 //  * otherwise (prefill): GotoBLAS-style blocking. A tile of kNC weight rows x
 //    kKC columns is widened to fp32 once, transposed into kNR-wide panels, and
 //    reused by every row of an mc-row block of x through the register-blocked
@@ -29,70 +29,62 @@ using simd::kWidth;
 using simd::vf;
 
 constexpr int64_t kGemvMaxRows = 8;
-constexpr int64_t kNC = 64;   // weight rows (output columns) per tile
-constexpr int64_t kKC = 256;  // k per packed block: a panel is kKC x kNR floats
-constexpr int64_t kMaxMC = 240;
+constexpr int64_t kNC = 64;      // weight rows (output columns) per tile
+constexpr int64_t kKC = 256;     // k per packed block: a panel is kKC x kNR floats
+constexpr int64_t kMaxMC = 240;  // rows of x per block: with a tile, fits L2
 constexpr int64_t kMinMC = 48;
 static_assert(kNC % kNR == 0);
 
-// y[r, j:j+C] = x[r, :] . w[j+c, :] for r < R, c < C; x rows and y rows strided.
-template <DType T, int R, int C>
-inline void gemv_tile(const float* x, int64_t k, const uint8_t* w, size_t row_bytes, int64_t j,
-                      float* y, int64_t ldy) {
-  vf acc[R][C] = {};
-  const void* wr[C];
-  for (int c = 0; c < C; ++c) wr[c] = w + (j + c) * row_bytes;
+// y[r, j] = x[r, :] . w[j, :] for r < R, one weight row at a time so that
+// the weights stream through memory in order (what the hardware prefetcher
+// follows best); two accumulators per x row hide the FMA latency.
+template <DType T, int R>
+inline void gemv_row(const float* x, int64_t k, const void* wr, float* y, int64_t ldy) {
+  vf acc[R][2] = {};
   int64_t i = 0;
-  for (; i + kWidth <= k; i += kWidth) {
-    vf wv[C];
-#pragma GCC unroll 4
-    for (int c = 0; c < C; ++c) wv[c] = simd::load_w<T>(wr[c], i);
-#pragma GCC unroll 4
+  for (; i + 2 * kWidth <= k; i += 2 * kWidth) {
+    const vf w0 = simd::load_w<T>(wr, i), w1 = simd::load_w<T>(wr, i + kWidth);
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const vf xv = simd::load(x + r * k + i);
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) acc[r][c] += xv * wv[c];
+      acc[r][0] += simd::load(x + r * k + i) * w0;
+      acc[r][1] += simd::load(x + r * k + i + kWidth) * w1;
     }
   }
+  for (; i + kWidth <= k; i += kWidth) {
+    const vf w0 = simd::load_w<T>(wr, i);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][0] += simd::load(x + r * k + i) * w0;
+  }
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) {
-      float s = simd::hsum(acc[r][c]);
-      for (int64_t t = i; t < k; ++t) s += x[r * k + t] * simd::load_w1<T>(wr[c], t);
-      y[r * ldy + j + c] = s;
-    }
+    float s = simd::hsum(acc[r][0] + acc[r][1]);
+    for (int64_t t = i; t < k; ++t) s += x[r * k + t] * simd::load_w1<T>(wr, t);
+    y[r * ldy] = s;
   }
 }
 
-// Weight rows [j0, j1) against every row of x, four weight rows and up to
-// four x rows at a time; the four weight rows stay in L1 across the x rows.
+// Weight rows [j0, j1) against every row of x, up to four x rows at a time.
 template <DType T>
 void gemv_rows(const float* x, int64_t n, int64_t k, const uint8_t* w, int64_t j0, int64_t j1,
                float* y, int64_t m) {
   const size_t row_bytes = static_cast<size_t>(k) * dtype_size(T);
-  for (int64_t j = j0; j < j1; j += 4) {
-    const bool four = j + 4 <= j1;
+  for (int64_t j = j0; j < j1; ++j) {
+    const void* wr = w + j * row_bytes;
     for (int64_t i = 0; i < n; i += 4) {
       const float* xi = x + i * k;
-      float* yi = y + i * m;
-      switch (std::min<int64_t>(4, n - i) + (four ? 0 : 4)) {
+      float* yi = y + i * m + j;
+      switch (std::min<int64_t>(4, n - i)) {
         case 1:
-          gemv_tile<T, 1, 4>(xi, k, w, row_bytes, j, yi, m);
+          gemv_row<T, 1>(xi, k, wr, yi, m);
           break;
         case 2:
-          gemv_tile<T, 2, 4>(xi, k, w, row_bytes, j, yi, m);
+          gemv_row<T, 2>(xi, k, wr, yi, m);
           break;
         case 3:
-          gemv_tile<T, 3, 4>(xi, k, w, row_bytes, j, yi, m);
+          gemv_row<T, 3>(xi, k, wr, yi, m);
           break;
-        case 4:
-          gemv_tile<T, 4, 4>(xi, k, w, row_bytes, j, yi, m);
+        default:
+          gemv_row<T, 4>(xi, k, wr, yi, m);
           break;
-        default:  // fewer than four weight rows left: one at a time
-          for (int64_t jj = j; jj < j1; ++jj) {
-            for (int64_t r = i; r < std::min(n, i + 4); ++r) {
-              gemv_tile<T, 1, 1>(x + r * k, k, w, row_bytes, jj, y + r * m, m);
-            }
-          }
       }
     }
   }

@@ -40,24 +40,31 @@ inline vf splat(float x) {
   return x - vf{};
 }
 
-// Horizontal sum / max by halving (log2 steps, not a serial chain of lanes).
-template <int N, class V, class Op>
-inline float reduce(V v, Op op) {
-  if constexpr (N == 4) {
-    return op(op(v[0], v[2]), op(v[1], v[3]));
-  } else {
-    typedef float H __attribute__((vector_size(N * 2)));
-    H lo, hi;
-    std::memcpy(&lo, &v, sizeof lo);
-    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
-    return reduce<N / 2>(op(lo, hi), op);
-  }
+// Horizontal sum / max by halving (log2 steps, not a serial chain of lanes),
+// with shuffles rather than memcpy so that the vector stays in a register.
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf16 __attribute__((vector_size(64)));
+template <class Op>
+inline float reduce(vf4 v, Op op) {
+  return op(op(v[0], v[2]), op(v[1], v[3]));
+}
+template <class Op>
+inline float reduce(vf8 v, Op op) {
+  return reduce(
+      op(__builtin_shufflevector(v, v, 0, 1, 2, 3), __builtin_shufflevector(v, v, 4, 5, 6, 7)), op);
+}
+template <class Op>
+inline float reduce(vf16 v, Op op) {
+  return reduce(op(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7),
+                   __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)),
+                op);
 }
 inline float hsum(vf v) {
-  return reduce<kWidth>(v, [](auto a, auto b) { return a + b; });
+  return reduce(v, [](auto a, auto b) { return a + b; });
 }
 inline float hmax(vf v) {
-  return reduce<kWidth>(v, [](auto a, auto b) { return a > b ? a : b; });
+  return reduce(v, [](auto a, auto b) { return a > b ? a : b; });
 }
 inline vf vmax(vf a, vf b) {
   return a > b ? a : b;
