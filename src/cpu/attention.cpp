@@ -29,10 +29,10 @@ namespace {
 using simd::kWidth;
 using simd::vf;
 
-constexpr int64_t kBk = 128;         // keys per block
-constexpr int64_t kRowsTarget = 64;  // query rows (queries x group heads) per task
-constexpr int64_t kDotMaxRows = 8;   // up to this many rows, scores by dot products
-constexpr int64_t kPrefetchRows = 8;
+constexpr int64_t kBk = 128;          // keys per block
+constexpr int64_t kRowsTarget = 64;   // query rows (queries x group heads) per task
+constexpr int64_t kDotMaxRows = 8;    // up to this many rows, scores by dot products
+constexpr int64_t kPrefetchRows = 8;  // scores_dot: K rows fetched ahead
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(kBk % kNR == 0 && kBk % kWidth == 0);
 
@@ -108,17 +108,13 @@ void softmax_row(float* row, int64_t jlo, int64_t jhi, int64_t cnt, float& m, fl
 // S[r, j] = qs[r, :] . k[j, :] for r < rows, j < cnt (k rows strided by
 // ldk), one dot product at a time: for a few rows (decode) this beats
 // transposing the keys, which costs hd moves per key whatever the rows.
-// Also prefetches the block's V rows (v, same stride), which the PV product
-// reads next: at a few rows per query the work is bound by memory latency.
-void scores_dot(const float* qs, int64_t rows, int64_t hd, const float* k, const float* v,
-                int64_t ldk, int64_t cnt, float* s) {
+void scores_dot(const float* qs, int64_t rows, int64_t hd, const float* k, int64_t ldk, int64_t cnt,
+                float* s) {
   for (int64_t j = 0; j < cnt; ++j) {
     const float* kr = k + j * ldk;
-    // Rows of one KV head are strided in the cache: fetch a few ahead.
-    for (int64_t d = 0; d < hd; d += 16) {
-      __builtin_prefetch(kr + kPrefetchRows * ldk + d);
-      __builtin_prefetch(v + j * ldk + d);
-    }
+    // One KV head's rows are strided in the cache: fetch a few rows ahead
+    // (a cache line is 16 floats).
+    for (int64_t d = 0; d < hd; d += 16) __builtin_prefetch(kr + kPrefetchRows * ldk + d);
     for (int64_t r = 0; r < rows; ++r) {
       const float* qr = qs + r * hd;
       vf acc{};
@@ -172,8 +168,7 @@ void attend(const Problem& P, int64_t kvh, int64_t qb, int64_t b0, int64_t b1, S
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t j0 = lo + b * kBk, cnt = std::min(kBk, hi - j0);
     if (rows <= kDotMaxRows) {
-      scores_dot(qs, rows, hd, P.k + j0 * kv_stride + kvh * hd, P.v + j0 * kv_stride + kvh * hd,
-                 kv_stride, cnt, s);
+      scores_dot(qs, rows, hd, P.k + j0 * kv_stride + kvh * hd, kv_stride, cnt, s);
     } else {
       scores_transposed(qs, rows, hd, P.k + j0 * kv_stride + kvh * hd, kv_stride, cnt, kt, s);
     }

@@ -48,11 +48,11 @@ void Dumper::begin_call(int64_t pos0) {
 }
 
 void Dumper::operator()(std::string_view name, int64_t layer, const float* data,
-                        const std::vector<int64_t>& shape) const {
+                        std::initializer_list<int64_t> shape) const {
   if (!enabled()) return;
   const std::string full = layer >= 0 ? fmt::format("{}-{}", name, layer) : std::string(name);
   if (full.find(filter_) == std::string::npos) return;
-  write_npy(dir_ / (prefix_ + full + ".npy"), data, shape);
+  write_npy(dir_ / (prefix_ + full + ".npy"), data, std::vector<int64_t>(shape));
 }
 
 }  // namespace tsa

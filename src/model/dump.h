@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,8 +27,9 @@ class Dumper {
   // that chunks and decode steps do not overwrite each other.
   void begin_call(int64_t pos0);
   // Writes `name` (or "<name>-<layer>" when layer >= 0) if enabled and wanted.
+  // (The shape is an initializer list so that a disabled dump allocates nothing.)
   void operator()(std::string_view name, int64_t layer, const float* data,
-                  const std::vector<int64_t>& shape) const;
+                  std::initializer_list<int64_t> shape) const;
 
  private:
   std::filesystem::path dir_;
