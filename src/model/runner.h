@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "model/weights.h"
 #include "tsa/engine.h"
 
 namespace tsa {
@@ -26,6 +27,10 @@ class ModelRunner {
 
 // The fp32 CPU reference backend (src/model/cpu_model.cpp).
 std::unique_ptr<ModelRunner> make_cpu_runner(const Engine::Impl& engine,
+                                             const SessionOptions& options);
+// The same from a config and bound weights, which must outlive the runner
+// (what the Engine overload passes on; tests build tiny models this way).
+std::unique_ptr<ModelRunner> make_cpu_runner(const ModelConfig& config, const ModelWeights& weights,
                                              const SessionOptions& options);
 
 }  // namespace tsa
