@@ -69,22 +69,6 @@ std::vector<float> llama3_inv_freq(const ModelConfig& cfg) {
   return inv;
 }
 
-const char* scaling_name(RopeType t) {
-  switch (t) {
-    case RopeType::Default:
-      return "default";
-    case RopeType::Linear:
-      return "linear";
-    case RopeType::Dynamic:
-      return "dynamic";
-    case RopeType::Llama3:
-      return "llama3";
-    case RopeType::Yarn:
-      return "yarn";
-  }
-  return "?";
-}
-
 double yarn_mscale(double scale, double mscale) {
   return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
 }
@@ -145,12 +129,12 @@ RopeFreqs rope_freqs(const ModelConfig& cfg, int64_t seq_len) {
   const RopeScaling& rs = cfg.rope_scaling;
   if (rs.type != RopeType::Default && !(rs.factor > 0)) {
     throw Error(fmt::format("rope scaling {} needs factor > 0, the config has {}",
-                            scaling_name(rs.type), rs.factor));
+                            rope_type_name(rs.type), rs.factor));
   }
   if ((rs.type == RopeType::Dynamic || rs.type == RopeType::Llama3 || rs.type == RopeType::Yarn) &&
       original_context(cfg) <= 0) {
     throw Error(
-        fmt::format("rope scaling {} needs max_position_embeddings > 0", scaling_name(rs.type)));
+        fmt::format("rope scaling {} needs max_position_embeddings > 0", rope_type_name(rs.type)));
   }
   RopeFreqs f;
   switch (rs.type) {

@@ -76,6 +76,7 @@ void check_weights(const ModelWeights& w, const ModelConfig& c) {
     if (l.bk) need(l.bk, "k_proj bias" + at, {kvd});
     if (l.bv) need(l.bv, "v_proj bias" + at, {kvd});
     need(l.wo, "o_proj" + at, {H, qd});
+    if (l.bo) need(l.bo, "o_proj bias" + at, {H});
     need(l.ffn_norm, "ffn_norm" + at, {H});
     need(l.w_gate, "gate_proj" + at, {I, H});
     need(l.w_up, "up_proj" + at, {I, H});
@@ -194,7 +195,7 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, bool all_log
 
     attention_step(il, n, pos0);
     dump_("kqv_out", il, kqv, {n, nh * hd});
-    cpu::matmul(kqv, n, nh * hd, *L.wo, nullptr, proj);
+    cpu::matmul(kqv, n, nh * hd, *L.wo, L.bo, proj);
     dump_("attn_out", il, proj, {n, H});
     cpu::add_inplace(x, proj, n * H);
     dump_("ffn_inp", il, x, {n, H});
