@@ -187,8 +187,14 @@ def build(name, out_root, texts, seed):
 
     # The oracle: reload exactly what we wrote, compute in float32.
     ref = cls.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
-    tok = transformers.AutoTokenizer.from_pretrained(out)
-    prompt = tok(PROMPT_TEXT)["input_ids"]
+    if (out / "tokenizer.model").exists():
+        # The sentencepiece library is the reference for tokenizer.model:
+        # transformers 5 converts it to a tokenizers BPE that can differ (it
+        # drops a lone leading "▁" piece that sentencepiece emits).
+        sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
+        prompt = [bos] + sp.encode(PROMPT_TEXT)
+    else:
+        prompt = transformers.AutoTokenizer.from_pretrained(out)(PROMPT_TEXT)["input_ids"]
     with torch.no_grad():
         x = torch.tensor([prompt])
         outp = ref(x, use_cache=True)

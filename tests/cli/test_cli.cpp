@@ -17,18 +17,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Run {
+struct CliRun {
   int status = -1;
   std::string out, err;
 };
 
-Run run_infer(const std::string& args) {
+CliRun run_infer(const std::string& args) {
   test::TempDir tmp;
   const fs::path out = tmp.path() / "out", err = tmp.path() / "err";
   const std::string cmd = std::string(TSA_INFER_BIN) + " " + args + " >" + out.string() +
                           " 2>" + err.string() + " </dev/null";
   const int rc = std::system(cmd.c_str());
-  Run r;
+  CliRun r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
   r.out = test::read_file(out);
   r.err = test::read_file(err);
@@ -44,7 +44,7 @@ fs::path copy_model(const test::TempDir& tmp, const char* name) {
 }
 
 // Exactly one line on stderr, the error, naming what it should.
-void expect_one_error(const Run& r, const std::string& must_contain) {
+void expect_one_error(const CliRun& r, const std::string& must_contain) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_EQ(r.err.rfind("tsa-infer: error: ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -52,7 +52,7 @@ void expect_one_error(const Run& r, const std::string& must_contain) {
 }
 
 TEST(Cli, GreedyJsonOnGoldenModel) {
-  const Run r = run_infer("-m " + golden("llama-gqa-llama3rope").string() +
+  const CliRun r = run_infer("-m " + golden("llama-gqa-llama3rope").string() +
                           " -p 'Hello world' -n 6 --temp 0 --ignore-eos --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
@@ -63,7 +63,7 @@ TEST(Cli, GreedyJsonOnGoldenModel) {
 }
 
 TEST(Cli, StreamsTextAndChatTemplate) {
-  const Run r = run_infer("-m " + golden("qwen2-bias-tied").string() +
+  const CliRun r = run_infer("-m " + golden("qwen2-bias-tied").string() +
                           " -p 'Hi' --chat --system 'Be brief' -n 5 --temp 0 --ignore-eos");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("generated 5 tok"), std::string::npos) << r.err;
@@ -72,7 +72,7 @@ TEST(Cli, StreamsTextAndChatTemplate) {
 TEST(Cli, PromptFromFile) {
   test::TempDir tmp;
   test::write_file(tmp.path() / "p.txt", "Once upon a time");
-  const Run r = run_infer("-m " + golden("mistral-headdim-yarn").string() + " -f " +
+  const CliRun r = run_infer("-m " + golden("mistral-headdim-yarn").string() + " -f " +
                           (tmp.path() / "p.txt").string() + " -n 3 --temp 0 --ignore-eos");
   EXPECT_EQ(r.status, 0) << r.err;
 }
@@ -108,7 +108,7 @@ TEST(Cli, MissingTensor) {
   ASSERT_TRUE(idx["weight_map"].contains(victim));
   idx["weight_map"].erase(victim);
   test::write_file(m / "model.safetensors.index.json", idx.dump());
-  const Run r = run_infer("-m " + m.string() + " -p hi");
+  const CliRun r = run_infer("-m " + m.string() + " -p hi");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("up_proj"), std::string::npos) << r.err;
 }
@@ -128,7 +128,7 @@ TEST(Cli, BadPromptFiles) {
 }
 
 TEST(Cli, PromptLongerThanContext) {
-  const Run r = run_infer("-m " + golden("qwen2-bias-tied").string() +
+  const CliRun r = run_infer("-m " + golden("qwen2-bias-tied").string() +
                           " -p 'one two three four five six seven eight nine ten' -c 4");
   expect_one_error(r, "context");
 }
@@ -147,7 +147,7 @@ TEST(Cli, BadSparsityConfig) {
 }
 
 TEST(Cli, CudaWithoutBackendOrGpu) {
-  const Run r = run_infer("-m " + golden("qwen2-bias-tied").string() + " -p hi --device cuda");
+  const CliRun r = run_infer("-m " + golden("qwen2-bias-tied").string() + " -p hi --device cuda");
   expect_one_error(r, "cuda");
 }
 
