@@ -156,9 +156,16 @@ std::string render_mistral(std::string_view t, const ChatTokens& tok,
       std::string content = m.content;
       const bool here = system_first ? i == first : i + 1 == msgs.size();
       if (first == 1 && here) content = msgs[0].content + "\n\n" + content;
-      out += legacy ? "[INST] " + content + " [/INST]" : "[INST] " + content + "[/INST]";
+      out += "[INST] ";
+      out += content;
+      out += legacy ? " [/INST]" : "[/INST]";
+    } else if (legacy) {
+      out += m.content;
+      out += tok.eos;
     } else {
-      out += legacy ? m.content + tok.eos : " " + py_strip(m.content) + tok.eos;
+      out += ' ';
+      out += py_strip(m.content);
+      out += tok.eos;
     }
   }
   return out;
@@ -173,9 +180,15 @@ std::string render_llama2(const ChatTokens& tok, const std::vector<ChatMessage>&
       content = "<<SYS>>\n" + msgs[0].content + "\n<</SYS>>\n\n" + content;
     }
     if (msgs[i].role == "user") {
-      out += tok.bos + "[INST] " + py_strip(content) + " [/INST]";
+      out += tok.bos;
+      out += "[INST] ";
+      out += py_strip(content);
+      out += " [/INST]";
     } else {
-      out += " " + py_strip(content) + " " + tok.eos;
+      out += ' ';
+      out += py_strip(content);
+      out += ' ';
+      out += tok.eos;
     }
   }
   return out;

@@ -126,6 +126,7 @@ TEST_P(TokenizerParity, LongTextEncodesQuickly) {
 
 INSTANTIATE_TEST_SUITE_P(Real, TokenizerParity,
                          ::testing::Values("llama3", "qwen2", "gpt2", "smollm", "llama2", "mistral",
+                                           "llama2-added", "gpt2-split", "llama2-metaspace-split",
                                            "llama2-spm"),
                          [](const auto& info) {
                            std::string n = info.param;
