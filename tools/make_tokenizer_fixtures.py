@@ -105,6 +105,8 @@ CHAT_TEMPLATES = [
     ("qwen2_5.jinja", "qwen2"),
     ("chatml_plain.jinja", "qwen2"),
     ("chatml_smollm2.jinja", "smollm"),
+    ("chatml_trim.jinja", "qwen2"),
+    ("mistral_v0_1.jinja", "mistral"),
     ("mistral_v0_2.jinja", "mistral"),
     ("mistral_v0_3.jinja", "mistral"),
     ("llama2.jinja", "llama2"),
