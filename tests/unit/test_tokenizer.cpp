@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -188,6 +189,28 @@ TEST(StreamDecoder, FlushEmitsReplacementForInvalidTail) {
   EXPECT_EQ(out, "x");
   EXPECT_EQ(dec.flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(tok.decode(std::vector<int32_t>{tok.encode("x", false)[0], llama[0]}), "x\xEF\xBF\xBD");
+}
+
+// encode/decode are const and share nothing mutable: threads agree with HF.
+TEST(Tokenizer, ConcurrentEncode) {
+  for (const char* name : {"llama3", "llama2-spm"}) {
+    const Tokenizer& tok = tokenizer(name);
+    const json exp = expected(name);
+    std::vector<std::thread> threads;
+    std::vector<int> mismatches(4, 0);
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (const json& c : exp["cases"]) {
+          if (tok.encode(c["text"].get<std::string>(), true) != ids_of(c["ids_special"]))
+            ++mismatches[t];
+          if (tok.decode(ids_of(c["ids_special"])) != c["decode"].get<std::string>())
+            ++mismatches[t];
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(mismatches, std::vector<int>(4, 0)) << name;
+  }
 }
 
 TEST(Tokenizer, InvalidUtf8InputIsReadAsReplacementChar) {
