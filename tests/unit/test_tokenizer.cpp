@@ -159,6 +159,19 @@ TEST(Tokenizer, SpecialTokensAndIds) {
   EXPECT_EQ(spm.decode(std::vector<int32_t>{1, 15043, 2}, false), "<s>Hello</s>");
 }
 
+// Without tokenizer_config.json a sentencepiece model brings its own BOS/EOS
+// and adds BOS, as transformers' Llama tokenizer does by default.
+TEST(Tokenizer, SentencepieceWithoutConfig) {
+  tsa::test::TempDir dir;
+  std::filesystem::copy_file(folder("llama2-spm") / "tokenizer.model",
+                             dir.path() / "tokenizer.model");
+  auto tok = Tokenizer::load(dir.path().string());
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_ids(), std::vector<int32_t>{2});
+  EXPECT_EQ(tok->encode("Hello", true), (std::vector<int32_t>{1, 15043}));
+  EXPECT_EQ(tok->chat_format(), tsa::ChatFormat::None);
+}
+
 // A 4-byte character split over byte tokens comes out whole, once.
 TEST(StreamDecoder, HoldsPartialCharacters) {
   for (const char* name : {"llama3", "llama2", "llama2-spm"}) {
