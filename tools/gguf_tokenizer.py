@@ -161,8 +161,12 @@ def byte_level_tokenizer(v: GGUFVocab, pre: str) -> tuple[dict, dict]:
         tj["post_processor"] = byte_level(True, False, True)
         tj["decoder"] = byte_level(True, True, True)
         tj["model"] = bpe_model(vocab, merges, pair_form=False)
-        special = tokens[bos_id] if bos_id is not None else tokens[eos_id]
-        config.update(bos_token=special, eos_token=tokens[eos_id], unk_token=special)
+        # GPT-2: <|endoftext|> is bos, eos and unk; SmolLM2: <|im_start|> / <|im_end|>,
+        # with <|endoftext|> as unk.
+        eos = tokens[eos_id]
+        bos = tokens[bos_id] if bos_id is not None else eos
+        unk = "<|endoftext|>" if "<|endoftext|>" in vocab else None
+        config.update(bos_token=bos, eos_token=eos, unk_token=unk)
     else:
         raise ValueError(f"{v.path}: unsupported tokenizer.ggml.pre '{pre}'")
     return tj, config

@@ -48,6 +48,54 @@ FOLDERS = {
 }
 SPM_ONLY = {"llama2-spm"}  # keeps tokenizer.model only, so the sentencepiece path is used
 
+# Synthetic variants of a real tokenizer.json that exercise options no real
+# folder above uses: name -> (base folder, function editing the JSON).
+
+
+def with_added_tokens(tj: dict) -> None:
+    """Added tokens with lstrip / rstrip / single_word / normalized, special or not."""
+    n = max(t["id"] for t in tj["added_tokens"]) + 1
+    n = max(n, max(tj["model"]["vocab"].values()) + 1)
+    extra = [("<mask>", dict(lstrip=True, special=True)), ("[SEP]", dict(rstrip=True, special=True)),
+             ("hello world", dict(normalized=True)), ("catz", dict(single_word=True)),
+             ("<tool>", dict()), ("</tool>", dict(lstrip=True, rstrip=True))]
+    for i, (content, flags) in enumerate(extra):
+        assert content not in tj["model"]["vocab"], content  # HF would take the vocab's id
+        tok = gguf_tokenizer.added_token(n + i, content, special=flags.pop("special", False))
+        tok.update(flags)
+        tj["added_tokens"].append(tok)
+
+
+def with_split_variety(tj: dict) -> None:
+    """Normalizers and Split behaviours beyond the real byte-level tokenizers."""
+    tj["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFKC"},
+        {"type": "Replace", "pattern": {"Regex": "[0-9]{4,}"}, "content": "<num>"},
+        {"type": "Strip", "strip_left": True, "strip_right": False}]}
+    tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": ","}, "behavior": "Removed", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[.!?]"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{Lu}+"}, "behavior": "Contiguous", "invert": True},
+        {"type": "Digits", "individual_digits": False},
+        gguf_tokenizer.byte_level(True, False, False)]}
+
+
+def with_metaspace_split(tj: dict) -> None:
+    """Metaspace that splits on the replacement and prepends always."""
+    tj["normalizer"] = None
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                           "split": True}
+    tj["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                     "split": True}
+
+
+VARIANTS = {
+    "llama2-added": ("llama2", with_added_tokens),
+    "gpt2-split": ("gpt2", with_split_variety),
+    "llama2-metaspace-split": ("llama2", with_metaspace_split),
+}
+
 # (template file or "gguf", tokenizer folder whose bos/eos the template writes)
 CHAT_TEMPLATES = [
     ("llama3.jinja", "llama3"),
@@ -57,6 +105,8 @@ CHAT_TEMPLATES = [
     ("qwen2_5.jinja", "qwen2"),
     ("chatml_plain.jinja", "qwen2"),
     ("chatml_smollm2.jinja", "smollm"),
+    ("chatml_trim.jinja", "qwen2"),
+    ("mistral_v0_1.jinja", "mistral"),
     ("mistral_v0_2.jinja", "mistral"),
     ("mistral_v0_3.jinja", "mistral"),
     ("llama2.jinja", "llama2"),
@@ -86,6 +136,18 @@ def read_inp_texts(vocab_dir: Path) -> list[str]:
             if t not in texts:
                 texts.append(t)
     return texts
+
+
+def fuzz_texts(n: int = 150, seed: int = 1234) -> list[str]:
+    """Random mixes of fragments that stress the regexes and token matching:
+    whitespace runs before letters, apostrophes, digits, marks, specials."""
+    frags = [" ", "  ", "   ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "a", "Z", "hello", "WORLD", "'s", "'LL",
+             "'re", "'", "\"", "0", "12", "3456", "78901", ".", ",", "!?", "--", "_", "\u00e9", "e\u0301",
+             "\u00c5", "\u65e5\u672c", "\u0416\u0436", "\u05e9", "\u0e2a", "\U0001f999", "\U0001f468\u200d\U0001f469",
+             "\u2581", "<s>", "</s>", "<|endoftext|>", "<|im_start|>", "<|eot_id|>", "<mask>", "[SEP]",
+             "catz", "hello world", "<tool>", "\u00bd", "\u2167", "\ufb01", "x\u00b2", "\u0660\u0661"]
+    rng = random.Random(seed)
+    return ["".join(rng.choice(frags) for _ in range(rng.randint(1, 14))) for _ in range(n)]
 
 
 def long_text(texts: list[str], target: int = 24000) -> str:
@@ -242,6 +304,17 @@ def build(vocab_dir: Path, work: Path, texts: list[str]) -> None:
             expected = hf_cases(folder, texts)
         (folder / "expected.json").write_text(json.dumps(expected, ensure_ascii=False), encoding="utf-8")
         print(f"{name}: {len(expected['cases'])} texts", file=sys.stderr)
+    for name, (base_name, edit) in VARIANTS.items():
+        folder = base / name
+        folder.mkdir()
+        tj = json.loads((base / base_name / "tokenizer.json").read_text(encoding="utf-8"))
+        edit(tj)
+        (folder / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+        config = (base / base_name / "tokenizer_config.json").read_text(encoding="utf-8")
+        (folder / "tokenizer_config.json").write_text(config, encoding="utf-8")
+        expected = hf_cases(folder, texts)
+        (folder / "expected.json").write_text(json.dumps(expected, ensure_ascii=False), encoding="utf-8")
+        print(f"{name}: {len(expected['cases'])} texts", file=sys.stderr)
     (base / "chat.json").write_text(json.dumps(chat_cases(base), ensure_ascii=False, indent=1),
                                     encoding="utf-8")
 
@@ -255,6 +328,7 @@ def main() -> None:
 
     texts = json.loads(args.corpus.read_text(encoding="utf-8"))["texts"]
     texts += [t for t in read_inp_texts(args.vocab_dir) if t not in texts]
+    texts += [t for t in fuzz_texts() if t not in texts]
     texts.append(long_text(texts))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

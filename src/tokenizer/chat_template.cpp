@@ -1,6 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include <ctime>
+#include <initializer_list>
 
 #include "tokenizer/unicode.h"
 #include "tsa/error.h"
@@ -111,11 +112,18 @@ std::string render_llama3(std::string_view t, const ChatTokens& tok,
 std::string render_chatml(std::string_view t, const std::vector<ChatMessage>& msgs, bool gen) {
   std::string out;
   const std::string def = chatml_default_system(t);
+  const bool trim = contains(t, "content'] | trim") || contains(t, "content']|trim") ||
+                    contains(t, "content | trim") || contains(t, "content|trim");
   if (!def.empty() && !msgs.empty() && msgs[0].role != "system") {
     out += "<|im_start|>system\n" + def + "<|im_end|>\n";
   }
-  for (const ChatMessage& m : msgs)
-    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  for (const ChatMessage& m : msgs) {
+    out += "<|im_start|>";
+    out += m.role;
+    out += '\n';
+    out += trim ? py_strip(m.content) : m.content;
+    out += "<|im_end|>\n";
+  }
   if (gen) out += "<|im_start|>assistant\n";
   return out;
 }
@@ -140,12 +148,25 @@ size_t check_alternation(const std::vector<ChatMessage>& msgs, bool allow_system
   return first;
 }
 
+bool contains_any(std::string_view s, std::initializer_list<std::string_view> whats) {
+  for (std::string_view w : whats) {
+    if (contains(s, w)) return true;
+  }
+  return false;
+}
+
 std::string render_mistral(std::string_view t, const ChatTokens& tok,
                            const std::vector<ChatMessage>& msgs) {
-  // v0.1/v0.2 write "[INST] x [/INST]" and take no system message; v0.3
-  // writes "[INST] x[/INST]" and puts the system message into the last
-  // user turn (or the first, in templates that say loop.first).
-  const bool legacy = contains(t, " [/INST]");
+  // The [INST] templates differ in spaces around the markers, in whether the
+  // assistant turn gets a leading space and trim, and in where a system
+  // message goes: v0.1/v0.2 "[INST] x [/INST]" (the 2024 revision " [INST] x
+  // [/INST]", system into the first user turn), v0.3 "[INST] x[/INST]" with
+  // the system message in the last user turn.
+  const std::string open = contains_any(t, {"' [INST] '", "\" [INST] \""}) ? " [INST] " : "[INST] ";
+  const std::string close = contains(t, " [/INST]") ? " [/INST]" : "[/INST]";
+  const bool reply_space = contains_any(t, {"' ' + message", "\" \" + message", "' '  + message"});
+  const bool reply_trim = contains_any(t, {"content\"]|trim + eos", "content\"] | trim + eos",
+                                           "content']|trim + eos", "content'] | trim + eos"});
   const bool has_system = contains(t, "system_message");
   const size_t first = check_alternation(msgs, has_system);
   const bool system_first = contains(t, "loop.first and system_message");
@@ -153,12 +174,18 @@ std::string render_mistral(std::string_view t, const ChatTokens& tok,
   for (size_t i = first; i < msgs.size(); ++i) {
     const ChatMessage& m = msgs[i];
     if (m.role == "user") {
-      std::string content = m.content;
       const bool here = system_first ? i == first : i + 1 == msgs.size();
-      if (first == 1 && here) content = msgs[0].content + "\n\n" + content;
-      out += legacy ? "[INST] " + content + " [/INST]" : "[INST] " + content + "[/INST]";
+      out += open;
+      if (first == 1 && here) {
+        out += msgs[0].content;
+        out += "\n\n";
+      }
+      out += m.content;
+      out += close;
     } else {
-      out += legacy ? m.content + tok.eos : " " + py_strip(m.content) + tok.eos;
+      if (reply_space) out += ' ';
+      out += reply_trim ? py_strip(m.content) : m.content;
+      out += tok.eos;
     }
   }
   return out;
@@ -173,9 +200,15 @@ std::string render_llama2(const ChatTokens& tok, const std::vector<ChatMessage>&
       content = "<<SYS>>\n" + msgs[0].content + "\n<</SYS>>\n\n" + content;
     }
     if (msgs[i].role == "user") {
-      out += tok.bos + "[INST] " + py_strip(content) + " [/INST]";
+      out += tok.bos;
+      out += "[INST] ";
+      out += py_strip(content);
+      out += " [/INST]";
     } else {
-      out += " " + py_strip(content) + " " + tok.eos;
+      out += ' ';
+      out += py_strip(content);
+      out += ' ';
+      out += tok.eos;
     }
   }
   return out;

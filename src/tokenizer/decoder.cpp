@@ -186,11 +186,19 @@ class MetaspaceStage : public DecodeStage {
   size_t index_ = 0;
 };
 
+std::string prefixed(char c, const std::string& s) {
+  std::string out;
+  out.reserve(s.size() + 1);
+  out += c;
+  out += s;
+  return out;
+}
+
 // No decoder at all: HF joins the tokens with single spaces.
 class JoinStage : public DecodeStage {
  public:
   void push(DecodePiece p, std::vector<DecodePiece>& out) override {
-    if (p.new_token && !first_) p.text.insert(0, " ");
+    if (p.new_token && !first_) p.text = prefixed(' ', p.text);
     first_ = false;
     out.push_back(std::move(p));
   }

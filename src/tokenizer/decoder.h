@@ -5,7 +5,9 @@
 // decoding one more token costs time in its own bytes only, and pushing all
 // tokens then flushing gives exactly HF's decode(). Supported types:
 // ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence; with no
-// decoder, tokens are joined with spaces as HF does.
+// decoder, tokens are joined with spaces as HF does. A run of byte-fallback
+// tokens is released when it ends (HF turns a whole run that is not valid
+// UTF-8 into U+FFFDs), so such characters appear one token late.
 #pragma once
 
 #include <memory>

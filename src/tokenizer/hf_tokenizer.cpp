@@ -89,7 +89,14 @@ class HfDecodeState : public DecodeState {
 
 HfTokenizer::HfTokenizer(const std::string& json_path, const TokenizerConfig& config)
     : file_(json_path) {
-  const json j = read_tokenizer_json(json_path);
+  try {
+    load(read_tokenizer_json(json_path), config);
+  } catch (const json::exception& e) {  // a key with the wrong JSON type
+    throw Error(file_ + ": " + e.what());
+  }
+}
+
+void HfTokenizer::load(const json& j, const TokenizerConfig& config) {
   if (!j.contains("model") || !j["model"].is_object()) throw Error(file_ + ": no \"model\" object");
   const json& model = j["model"];
   const std::string type = model.value("type", std::string(model.contains("merges") ? "BPE" : ""));

@@ -7,6 +7,8 @@
 #include <string>
 #include <unordered_set>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/decoder.h"
@@ -37,6 +39,7 @@ class HfTokenizer : public Tokenizer {
   const DecoderSpec& decoder() const { return *decoder_; }
 
  private:
+  void load(const nlohmann::json& j, const TokenizerConfig& config);
   void encode_text(std::string_view piece, bool at_text_start, std::vector<int32_t>& out) const;
 
   std::string file_;

@@ -119,7 +119,13 @@ class ByteLevel : public PreTokenizer {
     std::vector<PreToken> out;
     out.reserve(pieces.size());
     for (PreToken& p : pieces) {
-      if (add_prefix_space_ && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
+      if (add_prefix_space_ && (p.text.empty() || p.text[0] != ' ')) {
+        std::string spaced;
+        spaced.reserve(p.text.size() + 1);
+        spaced += ' ';
+        spaced += p.text;
+        p.text = std::move(spaced);
+      }
       if (regex_) {
         std::vector<Segment> segs;
         size_t prev = 0;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -126,6 +127,7 @@ TEST_P(TokenizerParity, LongTextEncodesQuickly) {
 
 INSTANTIATE_TEST_SUITE_P(Real, TokenizerParity,
                          ::testing::Values("llama3", "qwen2", "gpt2", "smollm", "llama2", "mistral",
+                                           "llama2-added", "gpt2-split", "llama2-metaspace-split",
                                            "llama2-spm"),
                          [](const auto& info) {
                            std::string n = info.param;
@@ -155,6 +157,19 @@ TEST(Tokenizer, SpecialTokensAndIds) {
   EXPECT_EQ(spm.token_id("</s>"), 2);
   EXPECT_EQ(spm.token_id("definitely not a piece"), -1);
   EXPECT_EQ(spm.decode(std::vector<int32_t>{1, 15043, 2}, false), "<s>Hello</s>");
+}
+
+// Without tokenizer_config.json a sentencepiece model brings its own BOS/EOS
+// and adds BOS, as transformers' Llama tokenizer does by default.
+TEST(Tokenizer, SentencepieceWithoutConfig) {
+  tsa::test::TempDir dir;
+  std::filesystem::copy_file(folder("llama2-spm") / "tokenizer.model",
+                             dir.path() / "tokenizer.model");
+  auto tok = Tokenizer::load(dir.path().string());
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_ids(), std::vector<int32_t>{2});
+  EXPECT_EQ(tok->encode("Hello", true), (std::vector<int32_t>{1, 15043}));
+  EXPECT_EQ(tok->chat_format(), tsa::ChatFormat::None);
 }
 
 // A 4-byte character split over byte tokens comes out whole, once.
@@ -187,6 +202,28 @@ TEST(StreamDecoder, FlushEmitsReplacementForInvalidTail) {
   EXPECT_EQ(out, "x");
   EXPECT_EQ(dec.flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(tok.decode(std::vector<int32_t>{tok.encode("x", false)[0], llama[0]}), "x\xEF\xBF\xBD");
+}
+
+// encode/decode are const and share nothing mutable: threads agree with HF.
+TEST(Tokenizer, ConcurrentEncode) {
+  for (const char* name : {"llama3", "llama2-spm"}) {
+    const Tokenizer& tok = tokenizer(name);
+    const json exp = expected(name);
+    std::vector<std::thread> threads;
+    std::vector<int> mismatches(4, 0);
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (const json& c : exp["cases"]) {
+          if (tok.encode(c["text"].get<std::string>(), true) != ids_of(c["ids_special"]))
+            ++mismatches[t];
+          if (tok.decode(ids_of(c["ids_special"])) != c["decode"].get<std::string>())
+            ++mismatches[t];
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(mismatches, std::vector<int>(4, 0)) << name;
+  }
 }
 
 TEST(Tokenizer, InvalidUtf8InputIsReadAsReplacementChar) {

@@ -130,6 +130,16 @@ TEST(TokenizerErrors, BadMergesAndSpecialTokens) {
   }
 }
 
+TEST(TokenizerErrors, WrongJsonTypeNamesFile) {
+  tsa::test::TempDir dir;
+  json j = tiny_tokenizer();
+  j["model"]["fuse_unk"] = "yes";
+  write_json(dir.path() / "tokenizer.json", j);
+  const std::string msg = load_error(dir.path());
+  EXPECT_NE(msg.find((dir.path() / "tokenizer.json").string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("type must be boolean"), std::string::npos) << msg;
+}
+
 TEST(TokenizerErrors, CorruptSentencepieceModel) {
   tsa::test::TempDir dir;
   tsa::test::write_file(dir.path() / "tokenizer.model", "this is not a protobuf \x01\x02\x03");
