@@ -1,0 +1,53 @@
+// Causal attention kernels (bf16 in/out, fp32 softmax and accumulation).
+// Host-callable launchers; each returns the launch's cudaError_t.
+//
+// Layouts (row-major, "row" = one token):
+//   q: [n_q rows][num_heads * head_dim]       row stride q_stride elements
+//   k, v: [>= n_kv rows][num_kv_heads * head_dim]  row stride kv_stride (KV cache)
+//   o: [n_q rows][num_heads * head_dim]       row stride o_stride
+// Query head h reads KV head h / (num_heads / num_kv_heads) (GQA; K/V are
+// never repeated in memory). Scale is 1/sqrt(head_dim) unless given.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace tsa::kernels {
+
+struct AttentionParams {
+  const __nv_bfloat16* q = nullptr;
+  const __nv_bfloat16* k = nullptr;
+  const __nv_bfloat16* v = nullptr;
+  __nv_bfloat16* o = nullptr;
+  int64_t q_stride = 0, kv_stride = 0, o_stride = 0;  // elements between rows
+  int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int32_t n_q = 0;   // query rows
+  int32_t n_kv = 0;  // key rows visible (cache length including this chunk)
+  // Query row i sits at position q_pos0 + i and sees keys 0 .. q_pos0 + i
+  // (n_kv == q_pos0 + n_q for a prefill chunk appended to a cache).
+  int32_t q_pos0 = 0;
+  int32_t sliding_window = 0;  // > 0: only the last `sliding_window` keys (self included)
+  float scale = 0.f;           // 0 = 1/sqrt(head_dim)
+
+  // Token Sparse Attention: when sel != nullptr, head h attends only over
+  // the rows sel[h * n_sel .. h * n_sel + n_sel), sorted ascending, used for
+  // queries and keys alike (requires q_pos0 == 0 and n_q == n_kv): compressed
+  // query a sees compressed key b iff b <= a. Output rows of head h that are
+  // not selected are written as zeros by the same launch (no scatter pass).
+  const int32_t* sel = nullptr;
+  int32_t n_sel = 0;
+};
+
+// Prefill over many query rows (flash attention with online softmax).
+// Supports head_dim 64 and 128; other values return cudaErrorInvalidValue.
+cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream);
+
+// Decode: n_q rows (typically 1) against a long cache, split over the keys
+// and merged through the (o, m, l) state. `workspace` must hold
+// decode_workspace_bytes(p) bytes.
+size_t attention_decode_workspace_bytes(const AttentionParams& p);
+cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStream_t stream);
+
+}  // namespace tsa::kernels
