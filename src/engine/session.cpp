@@ -19,11 +19,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Default prompt tokens per forward call: large enough that the weight
-// matrices are read once per many rows, small enough that progress and
-// cancel stay lively.
-constexpr int64_t kDefaultPrefillChunk = 512;
-
 bool cancelled(const GenerateOptions* o) {
   return o && o->cancel && o->cancel->load(std::memory_order_relaxed);
 }
@@ -35,7 +30,7 @@ struct Session::Impl {
   SessionOptions options;
   std::unique_ptr<ModelRunner> runner;
   int64_t n_past = 0;
-  int64_t chunk = kDefaultPrefillChunk;
+  int64_t chunk = 0;  // prompt tokens per forward call
   std::vector<float> logits;      // last forward's output
   std::vector<float> out_logits;  // prefill's result, n_logits x vocab
 };
@@ -54,8 +49,8 @@ Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& opt
   }
   impl_->engine = std::move(engine);
   impl_->options = options;
-  if (options.prefill_chunk > 0) impl_->chunk = options.prefill_chunk;
   impl_->runner = make_cpu_runner(impl_->engine->impl(), options);
+  impl_->chunk = options.prefill_chunk > 0 ? options.prefill_chunk : impl_->runner->preferred_chunk();
 }
 
 Session::~Session() = default;
@@ -82,22 +77,17 @@ std::span<const float> Session::prefill(std::span<const int32_t> tokens, int64_t
     if (id < 0 || id >= vocab)
       throw Error(fmt::format("token id {} is outside the vocabulary (size {})", id, vocab));
   }
-  // Chunks that reach into the last n_logits tokens return all their rows;
-  // the rows we need are copied out.
+  // Each chunk returns the logits of its rows that fall in the last n_logits.
   const int64_t first_wanted = n - n_logits;
   s.out_logits.resize(static_cast<size_t>(n_logits) * vocab);
   for (int64_t done = 0; done < n;) {
     if (cancelled(progress)) throw Cancelled();
     const int64_t len = std::min(s.chunk, n - done);
-    const bool want_rows = done + len > first_wanted;
-    const bool all_rows = want_rows && n_logits > 1;
-    s.runner->forward(tokens.subspan(done, len), s.n_past, all_rows, s.logits);
-    if (want_rows) {
-      const int64_t from = std::max(done, first_wanted);
-      const int64_t rows_in_logits = all_rows ? len : 1;
-      const float* src = s.logits.data() + (from - (done + len - rows_in_logits)) * vocab;
-      std::copy(src, src + (done + len - from) * vocab,
-                s.out_logits.begin() + (from - first_wanted) * vocab);
+    const int64_t wanted = std::max<int64_t>(1, done + len - std::max(done, first_wanted));
+    s.runner->forward(tokens.subspan(done, len), s.n_past, wanted, s.logits);
+    if (done + len > first_wanted) {
+      std::copy(s.logits.begin(), s.logits.end(),
+                s.out_logits.begin() + (done + len - wanted - first_wanted) * vocab);
     }
     s.n_past += len;
     done += len;
@@ -112,7 +102,7 @@ std::span<const float> Session::decode(int32_t token) {
   if (token < 0 || token >= vocab)
     throw Error(fmt::format("token id {} is outside the vocabulary (size {})", token, vocab));
   if (s.n_past >= ctx_size()) throw Error(fmt::format("context of {} tokens is full", ctx_size()));
-  s.runner->forward(std::span<const int32_t>(&token, 1), s.n_past, false, s.logits);
+  s.runner->forward(std::span<const int32_t>(&token, 1), s.n_past, 1, s.logits);
   s.n_past += 1;
   return s.logits;
 }

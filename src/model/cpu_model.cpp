@@ -94,7 +94,11 @@ class CpuRunner final : public ModelRunner {
 
   int64_t capacity() const override { return cache_.capacity(); }
 
-  void forward(std::span<const int32_t> ids, int64_t pos0, bool all_logits,
+  // Chunks of 512 read each weight matrix once per many rows and keep the
+  // activations small.
+  int64_t preferred_chunk() const override { return 512; }
+
+  void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                std::vector<float>& logits) override;
 
  private:
@@ -151,10 +155,12 @@ void CpuRunner::attention_step(int64_t il, int64_t n, int64_t pos0) {
                  cfg_.head_dim, cfg_.sliding_window, kqv_.data());
 }
 
-void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, bool all_logits,
+void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                         std::vector<float>& logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n == 0) throw Error("forward: no tokens");
+  if (n_logits < 1 || n_logits > n)
+    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
   if (pos0 < 0 || pos0 > n_cached_) {
     throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
                             pos0, n_cached_));
@@ -215,8 +221,8 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, bool all_log
   }
   n_cached_ = pos0 + n;
 
-  // Logits of the last token only, unless all are asked for.
-  const int64_t rows = all_logits ? n : 1;
+  // Logits of the last n_logits tokens only.
+  const int64_t rows = n_logits;
   cpu::rmsnorm(x + (n - rows) * H, rows, H, *w_.final_norm, eps, cur);
   dump_("result_norm", -1, cur, {rows, H});
   logits.resize(static_cast<size_t>(rows) * V);

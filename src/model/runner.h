@@ -18,10 +18,14 @@ class ModelRunner {
   virtual ~ModelRunner() = default;
   // KV-cache capacity in tokens.
   virtual int64_t capacity() const = 0;
+  // Prompt tokens per forward call the backend works best with (the Session
+  // splits prompts into such calls unless the user sets prefill_chunk).
+  virtual int64_t preferred_chunk() const = 0;
   // Runs `ids` at positions [pos0, pos0 + ids.size()), appending their K/V to
   // the cache (which must already hold positions < pos0). Writes the logits of
-  // the last token (vocab floats) or of all tokens (n x vocab) into `logits`.
-  virtual void forward(std::span<const int32_t> ids, int64_t pos0, bool all_logits,
+  // the last `n_logits` tokens (n_logits x vocab floats, 1 <= n_logits <= n)
+  // into `logits`.
+  virtual void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                        std::vector<float>& logits) = 0;
 };
 

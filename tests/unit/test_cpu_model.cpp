@@ -111,13 +111,13 @@ std::vector<int32_t> random_ids(int64_t n, uint64_t seed, int64_t vocab) {
 }
 
 // Logits [n, vocab] of ids run through `runner` in chunks of the given sizes
-// starting at position 0 (all_logits on every call).
+// starting at position 0 (all logits on every call).
 std::vector<float> run_chunks(ModelRunner& runner, const std::vector<int32_t>& ids,
                               const std::vector<int64_t>& chunks) {
   std::vector<float> all, logits;
   int64_t pos = 0;
   for (int64_t len : chunks) {
-    runner.forward(std::span<const int32_t>(ids).subspan(pos, len), pos, true, logits);
+    runner.forward(std::span<const int32_t>(ids).subspan(pos, len), pos, len, logits);
     all.insert(all.end(), logits.begin(), logits.end());
     pos += len;
   }
@@ -143,15 +143,15 @@ TEST_P(CpuModelConsistency, OneShotEqualsChunksEqualsDecode) {
   auto decoder = make_cpu_runner(model->cfg, model->w, {});
   std::vector<float> logits;
   for (int64_t i = 0; i < n; ++i) {
-    decoder->forward(std::span<const int32_t>(ids).subspan(i, 1), i, false, logits);
+    decoder->forward(std::span<const int32_t>(ids).subspan(i, 1), i, 1, logits);
     ASSERT_EQ(logits.size(), static_cast<size_t>(V));
     EXPECT_LT(test::rel_error(logits.data(), full.data() + i * V, V), 1e-5) << "decode pos " << i;
     EXPECT_LT(test::rel_error(pieces.data() + i * V, full.data() + i * V, V), 1e-5)
         << "chunked pos " << i;
   }
-  // Last-token logits of a prefill are the last row of all_logits (up to the
+  // Last-token logits of a prefill are the last row of all logits (up to the
   // lm_head's summation order: one row takes the decode path).
-  one_shot->forward(ids, 0, false, logits);
+  one_shot->forward(ids, 0, 1, logits);
   ASSERT_EQ(logits.size(), static_cast<size_t>(V));
   EXPECT_LT(test::rel_error(logits.data(), full.data() + (n - 1) * V, V), 1e-6);
 }
@@ -277,7 +277,7 @@ TEST(CpuModel, MatchesNaiveDoubleImplementation) {
     const Mat want = naive_forward(*model, ids);
     auto runner = make_cpu_runner(model->cfg, model->w, {});
     std::vector<float> logits;
-    runner->forward(ids, 0, true, logits);
+    runner->forward(ids, 0, static_cast<int64_t>(ids.size()), logits);
     ASSERT_EQ(logits.size(), static_cast<size_t>(n * V));
     for (int64_t i = 0; i < n; ++i) {
       const std::vector<float> w(want.begin() + i * V, want.begin() + (i + 1) * V);
@@ -295,11 +295,11 @@ TEST(CpuModel, RerunsFromAnEarlierPosition) {
 
   auto runner = make_cpu_runner(model->cfg, model->w, {});
   std::vector<float> first, again;
-  runner->forward(ids, 0, false, first);
-  runner->forward(std::span<const int32_t>(other).subspan(6), 6, false, again);
+  runner->forward(ids, 0, 1, first);
+  runner->forward(std::span<const int32_t>(other).subspan(6), 6, 1, again);
   auto fresh = make_cpu_runner(model->cfg, model->w, {});
   std::vector<float> want;
-  fresh->forward(other, 0, false, want);
+  fresh->forward(other, 0, 1, want);
   EXPECT_LT(test::rel_error(again.data(), want.data(), want.size()), 1e-5);
 }
 
@@ -337,9 +337,9 @@ TEST(CpuModel, DumpsNamedIntermediatesAsNpy) {
   auto runner = make_cpu_runner(model->cfg, model->w, {.dump_dir = dir.string()});
   const auto ids = random_ids(6, 9, model->cfg.vocab_size);
   std::vector<float> logits;
-  runner->forward(std::span<const int32_t>(ids).first(5), 0, false, logits);
+  runner->forward(std::span<const int32_t>(ids).first(5), 0, 1, logits);
   const std::vector<float> prefill_logits = logits;
-  runner->forward(std::span<const int32_t>(ids).subspan(5, 1), 5, false, logits);
+  runner->forward(std::span<const int32_t>(ids).subspan(5, 1), 5, 1, logits);
 
   const int64_t n = 5, H = 48, I = 80, V = 101;
   using Shape = std::vector<int64_t>;
@@ -374,7 +374,7 @@ TEST(CpuModel, DumpFilterSelectsNames) {
   auto runner = make_cpu_runner(model->cfg, model->w,
                                 {.dump_dir = tmp.path().string(), .dump_filter = "attn_out"});
   std::vector<float> logits;
-  runner->forward(random_ids(3, 1, 101), 0, false, logits);
+  runner->forward(random_ids(3, 1, 101), 0, 1, logits);
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(tmp.path())) {
     names.push_back(e.path().filename().string());
@@ -391,19 +391,19 @@ TEST(CpuModel, ForwardPastCapacityThrows) {
   EXPECT_EQ(runner->capacity(), 10);
   const auto ids = random_ids(12, 2, 101);
   std::vector<float> logits;
-  runner->forward(std::span<const int32_t>(ids).first(8), 0, false, logits);
-  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(8, 3), 8, false, logits),
+  runner->forward(std::span<const int32_t>(ids).first(8), 0, 1, logits);
+  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(8, 3), 8, 1, logits),
                Error);
   // A gap in the cache is refused too.
-  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(9, 1), 9, false, logits),
+  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(9, 1), 9, 1, logits),
                Error);
   // The cache is intact: filling it exactly still matches a fresh run.
-  runner->forward(std::span<const int32_t>(ids).subspan(8, 2), 8, false, logits);
+  runner->forward(std::span<const int32_t>(ids).subspan(8, 2), 8, 1, logits);
   auto fresh = make_cpu_runner(model->cfg, model->w, {.ctx_size = 10});
   std::vector<float> want;
-  fresh->forward(std::span<const int32_t>(ids).first(10), 0, false, want);
+  fresh->forward(std::span<const int32_t>(ids).first(10), 0, 1, want);
   EXPECT_LT(test::rel_error(logits.data(), want.data(), want.size()), 1e-5);
-  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(10, 1), 10, false, logits),
+  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(10, 1), 10, 1, logits),
                Error);
 }
 
@@ -415,7 +415,7 @@ TEST(CpuModel, ContextDefaultsToMaxPositionsAndIsAllocatedLazily) {
   auto runner = make_cpu_runner(model->cfg, model->w, {});
   EXPECT_EQ(runner->capacity(), int64_t{1} << 31);
   std::vector<float> logits;
-  runner->forward(random_ids(4, 1, 101), 0, false, logits);
+  runner->forward(random_ids(4, 1, 101), 0, 1, logits);
   EXPECT_EQ(logits.size(), 101u);
 }
 
