@@ -9,6 +9,10 @@
 #include "cpu/ops.h"
 #include "engine/engine_impl.h"
 #include "load/model_config_parse.h"
+#ifdef TSA_HAVE_CUDA
+#include "cuda/cuda_runner.h"
+#include "cuda/cuda_weights.h"
+#endif
 
 namespace tsa {
 
@@ -31,10 +35,12 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   if (!fs::is_directory(dir, ec))
     throw Error(fmt::format("model folder {} does not exist or is not a directory", dir.string()));
   if (options.threads < 0) throw Error(fmt::format("threads = {} must be >= 0", options.threads));
-  if (options.device == Device::Cuda) {
-    throw Error(
-        "--device cuda: this build of tsa has no CUDA backend yet; use --device cpu");
-  }
+#ifdef TSA_HAVE_CUDA
+  if (options.device == Device::Cuda) require_cuda_device();
+#else
+  if (options.device == Device::Cuda)
+    throw Error("--device cuda: this build of tsa has no CUDA backend (nvcc was not found)");
+#endif
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -54,6 +60,10 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   impl->sparsity = options.sparsity_config.empty()
                        ? SparsityPlan::dense(impl->config.num_layers)
                        : SparsityPlan::from_file(options.sparsity_config, impl->config.num_layers);
+#ifdef TSA_HAVE_CUDA
+  if (options.device == Device::Cuda)
+    impl->cuda_weights = CudaWeights::upload(impl->config, impl->weights);
+#endif
   cpu::set_threads(options.threads);
   impl->load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

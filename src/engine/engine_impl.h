@@ -10,6 +10,8 @@
 
 namespace tsa {
 
+struct CudaWeights;  // src/cuda/cuda_weights.h (CUDA builds only)
+
 struct Engine::Impl {
   EngineOptions options;
   ModelConfig config;
@@ -17,6 +19,7 @@ struct Engine::Impl {
   ModelWeights weights;                // views into `store`
   std::unique_ptr<Tokenizer> tokenizer;
   SparsityPlan sparsity;
+  std::shared_ptr<const CudaWeights> cuda_weights;  // set for Device::Cuda
   double load_ms = 0;
 };
 

@@ -1,0 +1,273 @@
+// The CUDA backend's forward pass: bf16 weights and activations, fp32
+// residual stream, softmax and accumulation. One forward call runs layer by
+// layer over all its tokens (attention sees the whole call at once); the
+// projections and the MLP run over row chunks so their scratch stays small:
+//
+//   A(l, c): h = add_rmsnorm(residual[c] += delta, attn_norm) -> qkv[c] = h Wqkv (+b)
+//            -> RoPE on q, k -> K, V rows into the cache
+//   B(l):    attn = attention(q, cache)                       (all rows)
+//   C(l, c): delta = attn[c] Wo; h = add_rmsnorm(residual[c] += delta, ffn_norm)
+//            -> delta = swiglu(h Wgate_up) Wdown              (added by the next A or the final norm)
+//
+// executed as A(0, *), B(0), [C(l-1, c), A(l, c) for each c], B(l), ..., C(L-1, *), final norm,
+// lm_head on the requested rows only.
+#include <algorithm>
+
+#include "cpu/rope.h"
+#include "cuda/cuda_check.h"
+#include "cuda/cuda_runner.h"
+#include "cuda/cuda_weights.h"
+#include "cuda/device_buffer.h"
+#include "cuda/gemm.h"
+#include "engine/engine_impl.h"
+#include "kernels/attention.h"
+#include "kernels/elementwise.h"
+#include "plan/memory_plan.h"
+
+namespace tsa {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// Queries per forward call up to which the split-KV decode kernel is used.
+constexpr int64_t kDecodeMaxRows = 8;
+
+class CudaRunner final : public ModelRunner {
+ public:
+  CudaRunner(const Engine::Impl& e, const SessionOptions& o);
+  ~CudaRunner() override {
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  int64_t capacity() const override { return plan_.options.ctx; }
+  int64_t preferred_chunk() const override { return plan_.options.max_tokens; }
+  void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
+               std::vector<float>& logits) override;
+
+ private:
+  void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta);
+  void attention(int64_t l, int64_t n, int64_t pos0);
+  void stage_c(int64_t l, int64_t c0, int64_t cn);
+  void update_rope(int64_t seq_len);
+  bf16* k_cache(int64_t l) const { return kv_.at<bf16>(size_t(2 * l) * layer_kv_bytes_); }
+  bf16* v_cache(int64_t l) const { return kv_.at<bf16>(size_t(2 * l + 1) * layer_kv_bytes_); }
+  template <typename T>
+  T* buf(Buf b) const {
+    return act_.at<T>(plan_.at(b));
+  }
+  void check(cudaError_t e, const char* op, int64_t n) const {
+    cuda_check(e, fmt::format("{} (n={}, layer step)", op, n));
+  }
+
+  const ModelConfig& cfg_;
+  std::shared_ptr<const CudaWeights> w_;
+  MemoryPlan plan_;
+  size_t layer_kv_bytes_ = 0;
+  DeviceBlock kv_, act_, rope_dev_;
+  size_t decode_ws_bytes_ = 0;
+  std::unique_ptr<Gemm> gemm_;
+  cudaStream_t stream_ = nullptr;
+  int64_t n_cached_ = 0;
+  int64_t qkv_width_ = 0;
+  int64_t rope_len_ = -1;     // seq_len the device inv_freq was computed for
+  float rope_scaling_ = 1.f;  // attention_scaling (yarn)
+};
+
+CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
+    : cfg_(e.config), w_(e.cuda_weights) {
+  if (!w_) throw Error("CUDA runner: the engine was not loaded with --device cuda");
+  if (!o.dump_dir.empty()) throw Error("--dump is supported with --device cpu only");
+  if (cfg_.head_dim != 64 && cfg_.head_dim != 128) {
+    throw Error(fmt::format("CUDA backend: head_dim {} is not supported (64 or 128)",
+                            cfg_.head_dim));
+  }
+  const int64_t ctx = o.ctx_size > 0 ? o.ctx_size : cfg_.max_position_embeddings;
+  PlanOptions po;
+  po.ctx = ctx;
+  po.max_tokens = o.prefill_chunk > 0 ? std::min(o.prefill_chunk, ctx) : ctx;
+  qkv_width_ = (cfg_.num_heads + 2 * cfg_.num_kv_heads) * cfg_.head_dim;
+
+  kernels::AttentionParams dp;
+  dp.num_heads = static_cast<int32_t>(cfg_.num_heads);
+  dp.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
+  dp.head_dim = static_cast<int32_t>(cfg_.head_dim);
+  dp.n_q = static_cast<int32_t>(kDecodeMaxRows);
+  dp.n_kv = static_cast<int32_t>(ctx);
+  decode_ws_bytes_ = kernels::attention_decode_workspace_bytes(dp);
+  po.extra_workspace = decode_ws_bytes_;
+  plan_ = plan_memory(cfg_, po);
+
+  cudaDeviceProp prop{};
+  int dev = 0;
+  cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
+  cuda_check(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
+  check_fits(plan_, plan_.session_bytes(), device_memory().free, prop.name);
+
+  layer_kv_bytes_ = size_t(ctx) * cfg_.num_kv_heads * cfg_.head_dim * sizeof(bf16);
+  kv_ = DeviceBlock(plan_.kv_cache, "KV cache");
+  act_ = DeviceBlock(plan_.activations, "activations");
+  rope_dev_ = DeviceBlock(cfg_.head_dim / 2 * sizeof(float), "rope frequencies");
+  cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  gemm_ = std::make_unique<Gemm>(buf<char>(Buf::Workspace) + decode_ws_bytes_,
+                                 plan_.options.gemm_workspace);
+}
+
+void CudaRunner::update_rope(int64_t seq_len) {
+  // Only dynamic NTK scaling depends on the length; others are computed once.
+  if (rope_len_ >= 0 && (cfg_.rope_scaling.type != RopeType::Dynamic || rope_len_ == seq_len))
+    return;
+  const RopeFreqs f = rope_freqs(cfg_, seq_len);
+  cuda_check(cudaMemcpyAsync(rope_dev_.data(), f.inv_freq.data(), f.inv_freq.size() * sizeof(float),
+                             cudaMemcpyHostToDevice, stream_),
+             "rope frequencies upload");
+  cuda_check(cudaStreamSynchronize(stream_), "rope frequencies upload");
+  rope_scaling_ = f.attention_scaling;
+  rope_len_ = seq_len;
+}
+
+void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta) {
+  const CudaLayer& L = w_->layers[l];
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim;
+  const int64_t nh = cfg_.num_heads, nkv = cfg_.num_kv_heads;
+  bf16* norm = buf<bf16>(Buf::Norm);
+  bf16* qkv = buf<bf16>(Buf::Qkv) + c0 * qkv_width_;
+  check(kernels::add_rmsnorm(buf<float>(Buf::Residual) + c0 * H, delta, L.attn_norm,
+                             static_cast<float>(cfg_.rms_norm_eps), cn, H, norm, stream_),
+        "add_rmsnorm", cn);
+  gemm_->run(norm, cn, H, L.wqkv, qkv_width_, L.bqkv, qkv, false, stream_);
+  const float* inv_freq = rope_dev_.at<float>(0);
+  check(kernels::rope(qkv, qkv_width_, cn, nh, D, pos0 + c0, inv_freq, rope_scaling_, stream_),
+        "rope q", cn);
+  check(kernels::rope(qkv + nh * D, qkv_width_, cn, nkv, D, pos0 + c0, inv_freq, rope_scaling_,
+                      stream_),
+        "rope k", cn);
+  const int64_t kv_row = nkv * D;
+  check(kernels::copy_rows(qkv + nh * D, qkv_width_, k_cache(l) + (pos0 + c0) * kv_row, kv_row, cn,
+                           kv_row, stream_),
+        "k to cache", cn);
+  check(kernels::copy_rows(qkv + (nh + nkv) * D, qkv_width_, v_cache(l) + (pos0 + c0) * kv_row,
+                           kv_row, cn, kv_row, stream_),
+        "v to cache", cn);
+}
+
+void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
+  kernels::AttentionParams p;
+  p.q = buf<bf16>(Buf::Qkv);
+  p.k = k_cache(l);
+  p.v = v_cache(l);
+  p.o = buf<bf16>(Buf::Attn);
+  p.q_stride = qkv_width_;
+  p.kv_stride = cfg_.num_kv_heads * cfg_.head_dim;
+  p.o_stride = cfg_.num_heads * cfg_.head_dim;
+  p.num_heads = static_cast<int32_t>(cfg_.num_heads);
+  p.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
+  p.head_dim = static_cast<int32_t>(cfg_.head_dim);
+  p.n_q = static_cast<int32_t>(n);
+  p.n_kv = static_cast<int32_t>(pos0 + n);
+  p.q_pos0 = static_cast<int32_t>(pos0);
+  p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
+  if (n <= kDecodeMaxRows) {
+    check(kernels::attention_decode(p, buf<char>(Buf::Workspace), stream_), "attention_decode", n);
+  } else {
+    check(kernels::attention_prefill(p, stream_), "attention_prefill", n);
+  }
+}
+
+void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
+  const CudaLayer& L = w_->layers[l];
+  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const int64_t qd = cfg_.num_heads * cfg_.head_dim;
+  bf16* norm = buf<bf16>(Buf::Norm);
+  bf16* delta = buf<bf16>(Buf::Delta);
+  gemm_->run(buf<bf16>(Buf::Attn) + c0 * qd, cn, qd, L.wo, H, L.bo, delta, false, stream_);
+  check(kernels::add_rmsnorm(buf<float>(Buf::Residual) + c0 * H, delta, L.ffn_norm,
+                             static_cast<float>(cfg_.rms_norm_eps), cn, H, norm, stream_),
+        "add_rmsnorm", cn);
+  gemm_->run(norm, cn, H, L.w_gate_up, 2 * I, nullptr, buf<bf16>(Buf::GateUp), false, stream_);
+  check(kernels::swiglu(buf<bf16>(Buf::GateUp), cn, I, buf<bf16>(Buf::Act), stream_), "swiglu",
+        cn);
+  gemm_->run(buf<bf16>(Buf::Act), cn, I, L.w_down, H, nullptr, delta, false, stream_);
+}
+
+void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
+                         std::vector<float>& logits) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
+  if (n == 0) throw Error("forward: no tokens");
+  if (n_logits < 1 || n_logits > n)
+    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
+  if (pos0 < 0 || pos0 > n_cached_) {
+    throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
+                            pos0, n_cached_));
+  }
+  if (pos0 + n > capacity())
+    throw Error(fmt::format("forward of {} tokens at position {} exceeds the context of {}", n,
+                            pos0, capacity()));
+  if (n > plan_.options.max_tokens)
+    throw Error(fmt::format("forward of {} tokens exceeds the planned {} tokens per call", n,
+                            plan_.options.max_tokens));
+  n_cached_ = pos0;
+  update_rope(pos0 + n);
+
+  const int64_t C = std::min(plan_.options.chunk, plan_.options.max_tokens);
+  int32_t* dev_ids = buf<int32_t>(Buf::Ids);
+  cuda_check(cudaMemcpyAsync(dev_ids, ids.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             stream_),
+             "token ids upload");
+  float* resid = buf<float>(Buf::Residual);
+  bf16* norm = buf<bf16>(Buf::Norm);
+  bf16* delta = buf<bf16>(Buf::Delta);
+
+  for (int64_t c0 = 0; c0 < n; c0 += C) {
+    const int64_t cn = std::min(C, n - c0);
+    check(kernels::embed(w_->tok_embd, dev_ids + c0, cn, H, V, norm, stream_), "embed", cn);
+    check(kernels::to_residual(norm, cn * H, resid + c0 * H, stream_), "to_residual", cn);
+    stage_a(0, c0, cn, pos0, nullptr);
+  }
+  attention(0, n, pos0);
+  for (int64_t l = 1; l < cfg_.num_layers; ++l) {
+    for (int64_t c0 = 0; c0 < n; c0 += C) {
+      const int64_t cn = std::min(C, n - c0);
+      stage_c(l - 1, c0, cn);
+      stage_a(l, c0, cn, pos0, delta);
+    }
+    attention(l, n, pos0);
+  }
+
+  // Last layer's MLP, then the final norm and lm_head on the wanted rows only.
+  const int64_t first = n - n_logits;
+  const int64_t R = plan_.options.logits_rows;
+  logits.resize(static_cast<size_t>(n_logits) * V);
+  float* dev_logits = buf<float>(Buf::Logits);
+  for (int64_t c0 = 0; c0 < n; c0 += C) {
+    const int64_t cn = std::min(C, n - c0);
+    if (c0 + cn <= first) continue;  // rows whose logits nobody asked for
+    stage_c(cfg_.num_layers - 1, c0, cn);
+    const int64_t r0 = std::max(c0, first);  // first wanted row in this chunk
+    check(kernels::add_rmsnorm(resid + r0 * H, delta + (r0 - c0) * H, w_->final_norm,
+                               static_cast<float>(cfg_.rms_norm_eps), c0 + cn - r0, H, norm,
+                               stream_),
+          "final norm", c0 + cn - r0);
+    for (int64_t q0 = r0; q0 < c0 + cn; q0 += R) {
+      const int64_t qn = std::min(R, c0 + cn - q0);
+      gemm_->run(norm + (q0 - r0) * H, qn, H, w_->lm_head, V, nullptr, dev_logits, true, stream_);
+      cuda_check(cudaMemcpyAsync(logits.data() + (q0 - first) * V, dev_logits,
+                                 qn * V * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+                 "logits download");
+      // dev_logits is reused by the next piece: wait for the copy.
+      cuda_check(cudaStreamSynchronize(stream_), "lm_head");
+    }
+  }
+  cuda_check(cudaStreamSynchronize(stream_), "forward");
+  n_cached_ = pos0 + n;
+}
+
+}  // namespace
+
+std::unique_ptr<ModelRunner> make_cuda_runner(const Engine::Impl& engine,
+                                              const SessionOptions& options) {
+  return std::make_unique<CudaRunner>(engine, options);
+}
+
+}  // namespace tsa

@@ -1,0 +1,39 @@
+// The model's weights on the GPU in bf16, uploaded once per Engine and
+// shared by its sessions. q/k/v are fused into one [(H + 2 Hkv) D, hidden]
+// matrix and gate/up into one [2 I, hidden] matrix, so each needs one GEMM.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <memory>
+#include <vector>
+
+#include "cuda/device_buffer.h"
+#include "model/weights.h"
+
+namespace tsa {
+
+struct CudaLayer {
+  const __nv_bfloat16* attn_norm = nullptr;  // [hidden]
+  const __nv_bfloat16* wqkv = nullptr;       // [(H + 2 Hkv) * D, hidden]
+  const __nv_bfloat16* bqkv = nullptr;       // [(H + 2 Hkv) * D] or null
+  const __nv_bfloat16* wo = nullptr;         // [hidden, H * D]
+  const __nv_bfloat16* bo = nullptr;         // [hidden] or null
+  const __nv_bfloat16* ffn_norm = nullptr;   // [hidden]
+  const __nv_bfloat16* w_gate_up = nullptr;  // [2 * intermediate, hidden]
+  const __nv_bfloat16* w_down = nullptr;     // [hidden, intermediate]
+};
+
+struct CudaWeights {
+  DeviceBlock block;
+  const __nv_bfloat16* tok_embd = nullptr;    // [vocab, hidden]
+  const __nv_bfloat16* final_norm = nullptr;  // [hidden]
+  const __nv_bfloat16* lm_head = nullptr;     // [vocab, hidden] (== tok_embd when tied)
+  std::vector<CudaLayer> layers;
+
+  // Converts every tensor to bf16 on the device. Throws tsa::Error (naming
+  // the sizes) when the GPU lacks the memory.
+  static std::shared_ptr<const CudaWeights> upload(const ModelConfig& cfg, const ModelWeights& w);
+};
+
+}  // namespace tsa
