@@ -33,6 +33,11 @@ struct EngineOptions {
   Device device = Device::Cpu;
   std::string sparsity_config;  // path of a sparsity JSON; empty = all layers dense
   int threads = 0;              // CPU threads for matmuls; 0 = all cores
+  // Benchmarks only: read config.json alone and make random weights on the
+  // GPU (Device::Cuda), for model shapes that do not exist on disk. The
+  // tokenizer is loaded when the folder has one.
+  bool random_weights = false;
+  uint64_t random_seed = 1;
 };
 
 struct SessionOptions {
@@ -40,6 +45,14 @@ struct SessionOptions {
   int64_t prefill_chunk = 0;  // prompt tokens per forward pass; 0 = backend default
   std::string dump_dir;     // debug: write named intermediates ("attn_out-3") as .npy here
   std::string dump_filter;  // only names containing this ("" = all)
+  bool profile = false;     // time each layer's attention (GPU events; see Session::profile)
+};
+
+// Timings of the last forward call when SessionOptions::profile is set
+// (CUDA backend): attention per layer (selection included for sparse layers).
+struct ForwardProfile {
+  std::vector<double> attention_ms;  // one entry per layer
+  double forward_ms = 0;             // the whole call
 };
 
 struct SamplingOptions {
@@ -96,7 +109,7 @@ class Engine {
   ~Engine();
 
   const ModelConfig& config() const;
-  const Tokenizer& tokenizer() const;
+  const Tokenizer& tokenizer() const;  // throws when the folder had none (random_weights)
   const SparsityPlan& sparsity() const;
   const EngineOptions& options() const;
   double load_ms() const;
@@ -127,6 +140,12 @@ class Session {
 
   // Prefill the prompt, then sample until a stop condition.
   GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options = {});
+
+  // Benchmarks: pretend the first n_tokens positions are cached (random K/V
+  // on the GPU), so decode speed at a long context can be measured without
+  // a long prefill. Resets the sequence first.
+  void fill_cache_random(int64_t n_tokens);
+  const ForwardProfile& profile() const;
 
   int64_t n_past() const;    // tokens in the KV cache
   int64_t ctx_size() const;  // capacity

@@ -37,6 +37,7 @@ class CudaRunner final : public ModelRunner {
  public:
   CudaRunner(const Engine::Impl& e, const SessionOptions& o);
   ~CudaRunner() override {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -44,8 +45,11 @@ class CudaRunner final : public ModelRunner {
   int64_t preferred_chunk() const override { return plan_.options.max_tokens; }
   void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                std::vector<float>& logits) override;
+  void fill_cache_random(int64_t n_tokens) override;
 
  private:
+  // Events around each layer's attention (profile mode): 2 per layer + 2 for the call.
+  std::vector<cudaEvent_t> events_;
   void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta);
   void attention(int64_t l, int64_t n, int64_t pos0);
   void stage_c(int64_t l, int64_t c0, int64_t cn);
@@ -111,6 +115,22 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   gemm_ = std::make_unique<Gemm>(buf<char>(Buf::Workspace) + decode_ws_bytes_,
                                  plan_.options.gemm_workspace);
+  if (o.profile) {
+    events_.resize(2 * cfg_.num_layers + 2);
+    for (cudaEvent_t& e : events_) cuda_check(cudaEventCreate(&e), "cudaEventCreate");
+  }
+}
+
+void CudaRunner::fill_cache_random(int64_t n_tokens) {
+  const int64_t row = cfg_.num_kv_heads * cfg_.head_dim;
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    cuda_check(kernels::random_fill(k_cache(l), n_tokens * row, 2 * l + 1, 0.f, 1.f, stream_),
+               "fill_cache_random");
+    cuda_check(kernels::random_fill(v_cache(l), n_tokens * row, 2 * l + 2, 0.f, 1.f, stream_),
+               "fill_cache_random");
+  }
+  cuda_check(cudaStreamSynchronize(stream_), "fill_cache_random");
+  n_cached_ = n_tokens;
 }
 
 void CudaRunner::update_rope(int64_t seq_len) {
@@ -152,6 +172,7 @@ void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const 
 }
 
 void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
+  if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l], stream_), "profile event");
   kernels::AttentionParams p;
   p.q = buf<bf16>(Buf::Qkv);
   p.k = k_cache(l);
@@ -172,6 +193,7 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
   } else {
     check(kernels::attention_prefill(p, stream_), "attention_prefill", n);
   }
+  if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l + 1], stream_), "profile event");
 }
 
 void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
@@ -209,6 +231,8 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
                             plan_.options.max_tokens));
   n_cached_ = pos0;
   update_rope(pos0 + n);
+  cudaEvent_t* call_events = events_.empty() ? nullptr : &events_[2 * cfg_.num_layers];
+  if (call_events) cuda_check(cudaEventRecord(call_events[0], stream_), "profile event");
 
   const int64_t C = std::min(plan_.options.chunk, plan_.options.max_tokens);
   int32_t* dev_ids = buf<int32_t>(Buf::Ids);
@@ -259,8 +283,20 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
       cuda_check(cudaStreamSynchronize(stream_), "lm_head");
     }
   }
+  if (call_events) cuda_check(cudaEventRecord(call_events[1], stream_), "profile event");
   cuda_check(cudaStreamSynchronize(stream_), "forward");
   n_cached_ = pos0 + n;
+  if (call_events) {
+    auto elapsed = [](cudaEvent_t a, cudaEvent_t b) {
+      float ms = 0;
+      cuda_check(cudaEventElapsedTime(&ms, a, b), "profile timing");
+      return static_cast<double>(ms);
+    };
+    profile_.attention_ms.resize(cfg_.num_layers);
+    for (int64_t l = 0; l < cfg_.num_layers; ++l)
+      profile_.attention_ms[l] = elapsed(events_[2 * l], events_[2 * l + 1]);
+    profile_.forward_ms = elapsed(call_events[0], call_events[1]);
+  }
 }
 
 }  // namespace

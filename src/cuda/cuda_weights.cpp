@@ -1,14 +1,18 @@
 #include "cuda/cuda_weights.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "cuda/cuda_check.h"
 #include "kernels/elementwise.h"
+#include "kernels/random_fill.h"
 #include "plan/memory_plan.h"
 
 namespace tsa {
 
 namespace {
+
+using bf16 = __nv_bfloat16;
 
 kernels::WeightType weight_type(DType t) {
   switch (t) {
@@ -51,20 +55,26 @@ class Uploader {
   size_t used_ = 0;  // elements
 };
 
-}  // namespace
-
-std::shared_ptr<const CudaWeights> CudaWeights::upload(const ModelConfig& cfg,
-                                                       const ModelWeights& w) {
-  // Room for the bf16 weights plus alignment padding of every tensor.
-  const size_t tensors = 3 + w.layers.size() * 8;
+// The weights block: the bf16 weights plus alignment padding of every tensor,
+// allocated only after checking that it fits.
+DeviceBlock weights_block(const ModelConfig& cfg) {
+  const size_t tensors = 3 + static_cast<size_t>(cfg.num_layers) * 8;
   const size_t bytes = weight_bytes(cfg) + tensors * 256;
   const DeviceMemory mem = device_memory();
   if (bytes > mem.free) {
     throw Error(fmt::format("not enough GPU memory for the weights: {} needed (bf16), {} free",
                             format_bytes(bytes), format_bytes(mem.free)));
   }
+  return DeviceBlock(bytes, "model weights");
+}
+
+}  // namespace
+
+std::shared_ptr<const CudaWeights> CudaWeights::upload(const ModelConfig& cfg,
+                                                       const ModelWeights& w) {
   auto out = std::make_shared<CudaWeights>();
-  out->block = DeviceBlock(bytes, "model weights");
+  out->block = weights_block(cfg);
+  const size_t bytes = out->block.size();
 
   size_t largest = w.tok_embd->nbytes;
   for (const auto& l : w.layers)
@@ -90,6 +100,41 @@ std::shared_ptr<const CudaWeights> CudaWeights::upload(const ModelConfig& cfg,
     out->layers.push_back(c);
   }
   cuda_check(cudaDeviceSynchronize(), "weight upload");
+  return out;
+}
+
+std::shared_ptr<const CudaWeights> CudaWeights::random(const ModelConfig& cfg, uint64_t seed) {
+  auto out = std::make_shared<CudaWeights>();
+  out->block = weights_block(cfg);
+  bf16* base = out->block.at<bf16>(0);
+  size_t used = 0;  // elements, placed as upload() places them
+  auto put = [&](int64_t n, float mean, float scale) {
+    bf16* p = base + used;
+    cuda_check(kernels::random_fill(p, n, seed + used, mean, scale, 0), "random weights");
+    used = (used + n + 127) / 128 * 128;
+    return p;
+  };
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t qd = cfg.num_heads * cfg.head_dim;
+  const int64_t qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim;
+  // Uniform [-a, a] has std a / sqrt(3): a = sqrt(3 / fan_in) / 2 keeps each
+  // projection's output at about half its input's scale.
+  auto mat = [](int64_t fan_in) { return 0.5f * std::sqrt(3.0f / static_cast<float>(fan_in)); };
+  out->tok_embd = put(V * H, 0.f, 1.f);
+  out->final_norm = put(H, 1.f, 0.1f);
+  out->lm_head = cfg.tie_word_embeddings ? out->tok_embd : put(V * H, 0.f, mat(H));
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    CudaLayer c;
+    c.attn_norm = put(H, 1.f, 0.1f);
+    c.wqkv = put(qkv * H, 0.f, mat(H));
+    if (cfg.attention_bias) c.bqkv = put(qkv, 0.f, 0.02f);
+    c.wo = put(H * qd, 0.f, mat(qd));
+    c.ffn_norm = put(H, 1.f, 0.1f);
+    c.w_gate_up = put(2 * I * H, 0.f, mat(H));
+    c.w_down = put(H * I, 0.f, mat(I));
+    out->layers.push_back(c);
+  }
+  cuda_check(cudaDeviceSynchronize(), "random weights");
   return out;
 }
 

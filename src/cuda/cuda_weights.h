@@ -34,6 +34,10 @@ struct CudaWeights {
   // Converts every tensor to bf16 on the device. Throws tsa::Error (naming
   // the sizes) when the GPU lacks the memory.
   static std::shared_ptr<const CudaWeights> upload(const ModelConfig& cfg, const ModelWeights& w);
+  // Random weights made on the device in the same layout, for benchmarks of
+  // shapes that do not exist on disk (norms near 1, matrices scaled so the
+  // residual stream stays finite over many layers).
+  static std::shared_ptr<const CudaWeights> random(const ModelConfig& cfg, uint64_t seed);
 };
 
 }  // namespace tsa

@@ -22,7 +22,11 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
 const ModelConfig& Engine::config() const { return impl_->config; }
-const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
+const Tokenizer& Engine::tokenizer() const {
+  if (!impl_->tokenizer)
+    throw Error(fmt::format("{}: no tokenizer was loaded", impl_->options.model_dir));
+  return *impl_->tokenizer;
+}
 const SparsityPlan& Engine::sparsity() const { return impl_->sparsity; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 double Engine::load_ms() const { return impl_->load_ms; }
@@ -45,24 +49,35 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->config = load_model_config(dir.string());
-  impl->store = WeightStore::open_dir(dir.string());
-  impl->weights = bind_weights(*impl->store, impl->config);
-  impl->tokenizer = Tokenizer::load(dir.string());
-  if (impl->tokenizer->vocab_size() > impl->config.vocab_size) {
+  if (options.random_weights) {
+    if (options.device != Device::Cuda) throw Error("random_weights needs --device cuda");
+    if (fs::exists(dir / "tokenizer.json") || fs::exists(dir / "tokenizer.model"))
+      impl->tokenizer = Tokenizer::load(dir.string());
+  } else {
+    impl->store = WeightStore::open_dir(dir.string());
+    impl->weights = bind_weights(*impl->store, impl->config);
+    impl->tokenizer = Tokenizer::load(dir.string());
+  }
+  if (impl->tokenizer && impl->tokenizer->vocab_size() > impl->config.vocab_size) {
     throw Error(fmt::format("{}: tokenizer has {} tokens but config.json vocab_size is {}",
                             dir.string(), impl->tokenizer->vocab_size(), impl->config.vocab_size));
   }
   // EOS ids: the union of config.json, generation_config.json and the tokenizer's.
-  for (int32_t id : impl->tokenizer->eos_ids()) {
-    auto& eos = impl->config.eos_token_ids;
-    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
+  if (impl->tokenizer) {
+    for (int32_t id : impl->tokenizer->eos_ids()) {
+      auto& eos = impl->config.eos_token_ids;
+      if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
+    }
   }
   impl->sparsity = options.sparsity_config.empty()
                        ? SparsityPlan::dense(impl->config.num_layers)
                        : SparsityPlan::from_file(options.sparsity_config, impl->config.num_layers);
 #ifdef TSA_HAVE_CUDA
-  if (options.device == Device::Cuda)
-    impl->cuda_weights = CudaWeights::upload(impl->config, impl->weights);
+  if (options.device == Device::Cuda) {
+    impl->cuda_weights = options.random_weights
+                             ? CudaWeights::random(impl->config, options.random_seed)
+                             : CudaWeights::upload(impl->config, impl->weights);
+  }
 #endif
   cpu::set_threads(options.threads);
   impl->load_ms =

@@ -63,6 +63,18 @@ Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& opt
 Session::~Session() = default;
 
 int64_t Session::n_past() const { return impl_->n_past; }
+const ForwardProfile& Session::profile() const { return impl_->runner->profile(); }
+
+void Session::fill_cache_random(int64_t n_tokens) {
+  if (n_tokens < 0 || n_tokens >= ctx_size())
+    throw Error(fmt::format("fill_cache_random: {} tokens outside [0, {})", n_tokens, ctx_size()));
+  impl_->runner->fill_cache_random(n_tokens);
+  impl_->n_past = n_tokens;
+}
+
+void ModelRunner::fill_cache_random(int64_t) {
+  throw Error("fill_cache_random is available with --device cuda only");
+}
 int64_t Session::ctx_size() const { return impl_->runner->capacity(); }
 void Session::reset() { impl_->n_past = 0; }
 

@@ -27,6 +27,13 @@ class ModelRunner {
   // into `logits`.
   virtual void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                        std::vector<float>& logits) = 0;
+  // See Session::fill_cache_random; backends without it throw.
+  virtual void fill_cache_random(int64_t n_tokens);
+  // Timings of the last forward (empty unless the backend profiles).
+  const ForwardProfile& profile() const { return profile_; }
+
+ protected:
+  ForwardProfile profile_;
 };
 
 // The fp32 CPU reference backend (src/model/cpu_model.cpp).

@@ -1,0 +1,139 @@
+// tsa-bench: prefill (time to first token, tokens/s, attention TFLOP/s per
+// layer) and decode (tokens/s, bandwidth) of a model on the GPU.
+//
+//   tsa-bench -m bench/shapes/llama-3.1-8b --random --prefill 8192,32768,131072 \
+//             --decode-ctx 1024,32768,131072 --json out.json
+//
+// --random makes the weights on the GPU from config.json alone; prompt ids
+// are random. Decode at a context C fills the KV cache with random values
+// instead of prefilling C tokens.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tsa/tsa.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tsa-bench: prefill and decode speed"};
+  std::string model_dir, config, json_path, device = "cuda";
+  std::vector<int64_t> prefill = {8192, 32768, 65536, 131072};
+  std::vector<int64_t> decode_ctx = {1024, 32768, 131072};
+  int64_t decode_steps = 64;
+  bool random = false;
+  app.add_option("-m,--model", model_dir, "Model folder (config.json; weights unless --random)")
+      ->required();
+  app.add_flag("--random", random, "Random weights made on the GPU (no safetensors needed)");
+  app.add_option("--prefill", prefill, "Prompt lengths")->delimiter(',')->capture_default_str();
+  app.add_option("--decode-ctx", decode_ctx, "Contexts for decode timing")->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--decode-steps", decode_steps, "Decode steps per context")->capture_default_str();
+  app.add_option("--config", config, "Sparsity config (default dense)");
+  app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--json", json_path, "Write results as JSON ('-' = stdout)");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    tsa::EngineOptions eo;
+    eo.model_dir = model_dir;
+    eo.device = device == "cuda" ? tsa::Device::Cuda : tsa::Device::Cpu;
+    eo.sparsity_config = config;
+    eo.random_weights = random;
+    auto engine = tsa::Engine::load(eo);
+    const tsa::ModelConfig& cfg = engine->config();
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab_size) - 1);
+    auto random_ids = [&](int64_t n) {
+      std::vector<int32_t> ids(n);
+      for (auto& t : ids) t = tok(rng);
+      return ids;
+    };
+    nlohmann::json j = {{"model", model_dir}, {"random_weights", random},
+                        {"config", config.empty() ? "dense" : config},
+                        {"load_ms", engine->load_ms()}};
+    std::printf("# tsa-bench: %s (%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
+                model_dir.c_str(), config.empty() ? "dense" : config.c_str(),
+                static_cast<long long>(cfg.num_layers), static_cast<long long>(cfg.num_heads),
+                static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
+                engine->load_ms());
+
+    if (!prefill.empty()) {
+      const int64_t max_len = *std::max_element(prefill.begin(), prefill.end());
+      tsa::Session s(engine, {.ctx_size = max_len + 1, .profile = true});
+      s.prefill(random_ids(std::min<int64_t>(4096, max_len)));  // warm-up: handles, GEMM plans
+      std::printf("| prompt | TTFT ms | prefill tok/s | attention ms (all layers) | attention "
+                  "TFLOP/s per layer | attention share |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+      for (int64_t len : prefill) {
+        s.reset();
+        const auto ids = random_ids(len);
+        const auto t0 = Clock::now();
+        const int32_t first = argmax(s.prefill(ids));
+        const double ttft = ms_since(t0);
+        (void)first;
+        const auto& prof = s.profile();
+        const double attn_ms = std::accumulate(prof.attention_ms.begin(), prof.attention_ms.end(), 0.0);
+        // Causal attention FLOPs of one layer: QK^T and PV over the lower triangle.
+        const double flops = 4.0 * double(len) * double(len) / 2 * cfg.head_dim * cfg.num_heads;
+        const double per_layer_ms = attn_ms / cfg.num_layers;
+        const double tflops = flops / (per_layer_ms * 1e-3) / 1e12;
+        std::printf("| %lld | %.1f | %.0f | %.1f | %.1f | %.0f%% |\n", static_cast<long long>(len),
+                    ttft, len / ttft * 1e3, attn_ms, tflops, 100 * attn_ms / prof.forward_ms);
+        std::fflush(stdout);
+        j["prefill"].push_back({{"tokens", len}, {"ttft_ms", ttft},
+                                {"tokens_per_s", len / ttft * 1e3}, {"forward_ms", prof.forward_ms},
+                                {"attention_ms", prof.attention_ms},
+                                {"attention_tflops_per_layer", tflops}});
+      }
+      std::printf("\n");
+    }
+
+    if (!decode_ctx.empty()) {
+      const int64_t max_ctx = *std::max_element(decode_ctx.begin(), decode_ctx.end());
+      tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1, .prefill_chunk = 64});
+      std::printf("| context | decode tok/s | ms/token | KV bytes/token |\n| ---: | ---: | ---: | ---: |\n");
+      for (int64_t ctx : decode_ctx) {
+        s.fill_cache_random(ctx);
+        int32_t t = tok(rng);
+        t = argmax(s.decode(t));  // warm-up step
+        const auto t0 = Clock::now();
+        for (int64_t i = 0; i < decode_steps; ++i) t = argmax(s.decode(t));
+        const double ms = ms_since(t0) / decode_steps;
+        const double kv_bytes = 2.0 * cfg.num_layers * (ctx + decode_steps) * cfg.num_kv_heads *
+                                cfg.head_dim * 2;
+        std::printf("| %lld | %.1f | %.3f | %.0f MB |\n", static_cast<long long>(ctx), 1e3 / ms, ms,
+                    kv_bytes / 1e6);
+        std::fflush(stdout);
+        j["decode"].push_back({{"context", ctx}, {"tokens_per_s", 1e3 / ms}, {"ms_per_token", ms},
+                               {"kv_bytes", kv_bytes}});
+      }
+    }
+    if (json_path == "-") {
+      std::printf("%s\n", j.dump(2).c_str());
+    } else if (!json_path.empty()) {
+      std::ofstream(json_path) << j.dump(2) << "\n";
+    }
+    return 0;
+  } catch (const tsa::Error& e) {
+    std::fprintf(stderr, "tsa-bench: error: %s\n", e.what());
+    return 1;
+  }
+}
