@@ -48,11 +48,15 @@ struct SessionOptions {
   bool profile = false;     // time each layer's attention (GPU events; see Session::profile)
 };
 
-// Timings of the last forward call when SessionOptions::profile is set
-// (CUDA backend): attention per layer (selection included for sparse layers).
+// What the last forward call did: attention time per layer (selection
+// included for sparse layers) when SessionOptions::profile is set on the
+// CUDA backend, and the sparse-attention keep counts always.
 struct ForwardProfile {
-  std::vector<double> attention_ms;  // one entry per layer
-  double forward_ms = 0;             // the whole call
+  std::vector<double> attention_ms;  // one entry per layer (CUDA backend with profile)
+  double forward_ms = 0;             // the whole call (CUDA backend with profile)
+  // Token Sparse Attention of the last forward, per layer (every backend):
+  // prefix tokens each head kept, or -1 where the layer ran dense.
+  std::vector<int64_t> tsa_keep;
 };
 
 struct SamplingOptions {

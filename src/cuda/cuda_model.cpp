@@ -22,6 +22,7 @@
 #include "engine/engine_impl.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
+#include "kernels/random_fill.h"
 #include "plan/memory_plan.h"
 
 namespace tsa {

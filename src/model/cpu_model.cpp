@@ -11,6 +11,7 @@
 
 #include "cpu/ops.h"
 #include "cpu/rope.h"
+#include "cpu/tsa_reference.h"
 #include "engine/engine_impl.h"
 #include "model/dump.h"
 #include "model/kv_cache_cpu.h"
@@ -86,17 +87,23 @@ void check_weights(const ModelWeights& w, const ModelConfig& c) {
 
 class CpuRunner final : public ModelRunner {
  public:
-  CpuRunner(const ModelConfig& cfg, const ModelWeights& w, const SessionOptions& o)
+  CpuRunner(const ModelConfig& cfg, const ModelWeights& w, const SessionOptions& o,
+            const SparsityPlan* sparsity)
       : cfg_((check_config(cfg), cfg)),
         w_((check_weights(w, cfg), w)),
+        sparsity_(sparsity && sparsity->any_sparse() ? sparsity : nullptr),
         cache_(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, context_size(cfg, o)),
-        dump_(o.dump_dir, o.dump_filter) {}
+        dump_(o.dump_dir, o.dump_filter) {
+    if (sparsity_ && static_cast<int64_t>(sparsity_->layers.size()) != cfg.num_layers)
+      throw Error("CPU model: the sparsity plan does not match the layer count");
+  }
 
   int64_t capacity() const override { return cache_.capacity(); }
 
   // Chunks of 512 read each weight matrix once per many rows and keep the
-  // activations small.
-  int64_t preferred_chunk() const override { return 512; }
+  // activations small; Token Sparse Attention selects over the whole prompt,
+  // so with sparse layers the prompt goes in one call.
+  int64_t preferred_chunk() const override { return sparsity_ ? capacity() : 512; }
 
   void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                std::vector<float>& logits) override;
@@ -111,6 +118,7 @@ class CpuRunner final : public ModelRunner {
 
   const ModelConfig& cfg_;
   const ModelWeights& w_;
+  const SparsityPlan* sparsity_;  // null when every layer is dense
   KvCacheCpu cache_;
   Dumper dump_;
   int64_t n_cached_ = 0;  // positions [0, n_cached_) hold valid K/V
@@ -150,7 +158,21 @@ void CpuRunner::reserve_scratch(int64_t n) {
 }
 
 void CpuRunner::attention_step(int64_t il, int64_t n, int64_t pos0) {
+  // Every token's K/V goes to the cache, sparse layer or not.
   cache_.store(il, pos0, n, k_.data(), v_.data());
+  profile_.tsa_keep[il] = -1;
+  // Token Sparse Attention: prefill from the start of the sequence only.
+  if (sparsity_ && pos0 == 0 && cpu::tsa_applies(sparsity_->layers[il], n)) {
+    const cpu::TsaSelection sel =
+        cpu::tsa_select(q_.data(), k_.data(), n, cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim,
+                        sparsity_->layers[il]);
+    if (!sel.dense) {
+      cpu::tsa_attention(q_.data(), k_.data(), v_.data(), n, cfg_.num_heads, cfg_.num_kv_heads,
+                         cfg_.head_dim, sel, kqv_.data());
+      profile_.tsa_keep[il] = sel.keep;
+      return;
+    }
+  }
   cpu::attention(q_.data(), cache_.k(il), cache_.v(il), n, pos0, cfg_.num_heads, cfg_.num_kv_heads,
                  cfg_.head_dim, cfg_.sliding_window, kqv_.data());
 }
@@ -169,6 +191,7 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
   n_cached_ = pos0;          // rows >= pos0 are about to be overwritten
   reserve_scratch(n);
   dump_.begin_call(pos0);
+  profile_.tsa_keep.assign(cfg_.num_layers, -1);
 
   const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int64_t nh = cfg_.num_heads, nkv = cfg_.num_kv_heads, hd = cfg_.head_dim;
@@ -233,14 +256,14 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
 }  // namespace
 
 std::unique_ptr<ModelRunner> make_cpu_runner(const ModelConfig& config, const ModelWeights& weights,
-                                             const SessionOptions& options) {
-  return std::make_unique<CpuRunner>(config, weights, options);
+                                             const SessionOptions& options,
+                                             const SparsityPlan* sparsity) {
+  return std::make_unique<CpuRunner>(config, weights, options, sparsity);
 }
 
 std::unique_ptr<ModelRunner> make_cpu_runner(const Engine::Impl& engine,
                                              const SessionOptions& options) {
-  // Sparse layers (engine.sparsity) run dense here for now.
-  return make_cpu_runner(engine.config, engine.weights, options);
+  return make_cpu_runner(engine.config, engine.weights, options, &engine.sparsity);
 }
 
 }  // namespace tsa

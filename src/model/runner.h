@@ -39,9 +39,11 @@ class ModelRunner {
 // The fp32 CPU reference backend (src/model/cpu_model.cpp).
 std::unique_ptr<ModelRunner> make_cpu_runner(const Engine::Impl& engine,
                                              const SessionOptions& options);
-// The same from a config and bound weights, which must outlive the runner
-// (what the Engine overload passes on; tests build tiny models this way).
+// The same from a config, bound weights and a sparsity plan (null = dense),
+// which must outlive the runner (what the Engine overload passes on; tests
+// build tiny models this way).
 std::unique_ptr<ModelRunner> make_cpu_runner(const ModelConfig& config, const ModelWeights& weights,
-                                             const SessionOptions& options);
+                                             const SessionOptions& options,
+                                             const SparsityPlan* sparsity = nullptr);
 
 }  // namespace tsa
