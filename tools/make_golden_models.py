@@ -9,13 +9,14 @@ outputs transformers computes for them (fp32, eager attention) as the oracle.
 Each folder gets the usual HF files plus golden.json (prompt ids, greedy ids)
 and golden_logits.safetensors (logits of every prompt position, float32).
 What each model covers:
-  llama-gqa-llama3rope : LlamaForCausalLM, GQA 4/2, llama3 rope scaling, BF16,
-                         sharded safetensors, byte-level BPE (Llama-3 style)
-  mistral-headdim-yarn : MistralForCausalLM, explicit head_dim 32 != 64/4,
-                         GQA 4/1, yarn rope, sliding window 24, F16,
+  llama-gqa-llama3rope : LlamaForCausalLM, GQA 4/2, head_dim 64, llama3 rope
+                         scaling, BF16, sharded safetensors, byte-level BPE
+                         (Llama-3 style)
+  mistral-headdim-yarn : MistralForCausalLM, explicit head_dim 128 != 128/4,
+                         GQA 4/1, yarn rope, sliding window 24, F32,
                          sentencepiece tokenizer.model
   qwen2-bias-tied      : Qwen2ForCausalLM, q/k/v bias, tied embeddings,
-                         legacy rope_scaling {"type": "linear"}, F32,
+                         legacy rope_scaling {"type": "linear"}, F16,
                          byte-level BPE with NFC (Qwen2 style)
 """
 import argparse
@@ -133,34 +134,37 @@ def build(name, out_root, texts, seed):
     out = out_root / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    common = dict(vocab_size=512, hidden_size=64, intermediate_size=160, num_hidden_layers=3,
-                  rms_norm_eps=1e-5)
+    # head_dim 64 or 128 everywhere: the dims the CUDA kernels support, so the
+    # same folders test the GPU backend against the CPU one.
+    common = dict(vocab_size=512, intermediate_size=192, num_hidden_layers=3, rms_norm_eps=1e-5)
     if name.startswith("llama"):
         bos, eos = llama_tokenizer(texts, out)
         cfg = transformers.LlamaConfig(
-            **common, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+            **common, hidden_size=256, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=2048,
             rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                              "original_max_position_embeddings": 64},
             bos_token_id=bos, eos_token_id=eos, tie_word_embeddings=False)
-        cls, dtype, shard = transformers.LlamaForCausalLM, torch.bfloat16, "200KB"
+        cls, dtype, shard = transformers.LlamaForCausalLM, torch.bfloat16, "1MB"
     elif name.startswith("mistral"):
         bos, eos = mistral_tokenizer(texts, out)
         cfg = transformers.MistralConfig(
-            **common, num_attention_heads=4, num_key_value_heads=1, head_dim=32,
+            **common, hidden_size=128, num_attention_heads=4, num_key_value_heads=1, head_dim=128,
             max_position_embeddings=1024, sliding_window=24,
             rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
                              "original_max_position_embeddings": 256},
             bos_token_id=bos, eos_token_id=eos[0], tie_word_embeddings=False)
-        cls, dtype, shard = transformers.MistralForCausalLM, torch.float16, None
+        cls, dtype, shard = transformers.MistralForCausalLM, torch.float32, None
     else:
         bos, eos = qwen2_tokenizer(texts, out)
         cfg = transformers.Qwen2Config(
-            **common, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            **common, hidden_size=256, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=4096,
             rope_parameters={"rope_type": "linear", "rope_theta": 1000000.0, "factor": 2.0},
             bos_token_id=None, eos_token_id=eos[1], tie_word_embeddings=True,
             use_sliding_window=False)
-        cls, dtype, shard = transformers.Qwen2ForCausalLM, torch.float32, None
+        cls, dtype, shard = transformers.Qwen2ForCausalLM, torch.float16, None
 
     torch.manual_seed(seed)
     model = cls(cfg).to(dtype)

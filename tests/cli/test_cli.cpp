@@ -94,8 +94,8 @@ TEST(Cli, ConfigNotJson) {
 TEST(Cli, MissingShard) {
   test::TempDir tmp;
   const fs::path m = copy_model(tmp, "llama-gqa-llama3rope");
-  fs::remove(m / "model-00002-of-00002.safetensors");
-  expect_one_error(run_infer("-m " + m.string() + " -p hi"), "model-00002-of-00002.safetensors");
+  fs::remove(m / "model-00002-of-00003.safetensors");
+  expect_one_error(run_infer("-m " + m.string() + " -p hi"), "model-00002-of-00003.safetensors");
 }
 
 TEST(Cli, MissingTensor) {

@@ -55,7 +55,7 @@ TEST_P(Golden, ChunkedPrefillGivesTheSameLogits) {
   Session chunked(engine, {.ctx_size = 256, .prefill_chunk = 7});
   const auto got = chunked.prefill(ids, 20);
   ASSERT_EQ(got.size(), want_tail.size());
-  EXPECT_LT(test::rel_error(got.data(), want_tail.data(), got.size()), 1e-5);
+  EXPECT_LT(test::rel_error(got.data(), want_tail.data(), got.size()), 1e-4);  // fp32 sum order
 }
 
 TEST_P(Golden, GreedyTokensMatchTransformers) {
