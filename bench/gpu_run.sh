@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Everything one GPU-machine call does, in one script: build tsa with CUDA
+# (sm_90a) against the Debian packages carried in .debs/, run the GPU tests
+# (and compute-sanitizer memcheck on them), then the benchmarks. Results and
+# logs go to $OUT (or ./gpu-out); a short table is printed last.
+#
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [bench] [eval]   (default: build test bench)
+#
+# Carry: .debs (the .deb files of tools/install_deps.sh's libraries, fetched
+# here with apt-get download), and models/SmolLM2-135M-Instruct if present.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-out}
+mkdir -p "$OUT"
+STAGES=${*:-build test bench}
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+log() { echo "[gpu_run $(date +%T)] $*"; }
+
+DEBS=$ROOT/.debs/root
+if [ ! -d "$DEBS/usr" ]; then
+  for f in .debs/*.deb; do dpkg -x "$f" "$DEBS"; done
+fi
+export CMAKE_PREFIX_PATH=$DEBS/usr
+export PKG_CONFIG_LIBDIR=$DEBS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEBS/usr/share/pkgconfig
+export PKG_CONFIG_SYSROOT_DIR=$DEBS
+export LD_LIBRARY_PATH=$DEBS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+export PATH=$DEBS/usr/bin:/usr/local/cuda/bin:$PATH
+BUILD=$ROOT/build-gpu
+
+if has build; then
+  log "configure + build"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" > "$OUT/configure.log" 2>&1 ||
+    { tail -30 "$OUT/configure.log"; exit 1; }
+  cmake --build "$BUILD" -j16 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  log "build ok"
+fi
+
+if has test; then
+  log "GPU tests"
+  ctest --test-dir "$BUILD" -L gpu --output-on-failure -j4 > "$OUT/gpu_tests.log" 2>&1
+  tail -n 25 "$OUT/gpu_tests.log"
+  log "CPU tests (sanity on this machine)"
+  ctest --test-dir "$BUILD" -LE gpu -j16 > "$OUT/cpu_tests.log" 2>&1; tail -n 3 "$OUT/cpu_tests.log"
+fi
+
+if has sanitize; then
+  log "compute-sanitizer memcheck"
+  for t in "$BUILD"/tests/test_attention "$BUILD"/tests/test_elementwise "$BUILD"/tests/test_sampling \
+           "$BUILD"/tests/test_cuda_model; do
+    [ -x "$t" ] || continue
+    compute-sanitizer --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 \
+      > "$OUT/memcheck_$(basename "$t").log" 2>&1
+    echo "memcheck $(basename "$t"): exit $? ($(grep -c 'Invalid\|ERROR SUMMARY: [1-9]' "$OUT/memcheck_$(basename "$t").log") findings)"
+  done
+fi
+
+if has bench; then
+  log "attention kernels vs torch SDPA (same run)"
+  "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" > "$OUT/bench_attention.txt" 2>&1
+  python3 bench/sdpa_baseline.py --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
+  log "whole model: Llama-3.1-8B shape, random weights"
+  "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --prefill 8192,32768,65536,131072 \
+    --decode-ctx 1024,32768,131072 --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1
+  cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/tsa_bench_8b.txt"
+fi

@@ -1,0 +1,142 @@
+// The CUDA backend end to end against the CPU reference on the golden
+// models: prompt logits within 2e-2 relative (bf16 weights and activations),
+// and greedy next tokens agreeing on at least 95% of steps when both are fed
+// the CPU's greedy sequence (teacher forcing, so one early flip does not
+// decide the rest).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gpu_test_util.h"
+#include "test_util.h"
+#include "tsa/tsa.h"
+
+namespace tsa {
+namespace {
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+class CudaVsCpu : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::string dir() const { return (test::fixtures_src() / "golden" / GetParam()).string(); }
+};
+
+TEST_P(CudaVsCpu, PromptLogitsAndGreedySteps) {
+  TSA_REQUIRE_GPU();
+  auto cpu = Engine::load({.model_dir = dir()});
+  auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda});
+  const auto g = nlohmann::json::parse(test::read_file(test::fixtures_src() / "golden" / GetParam() /
+                                                       "golden.json"));
+  const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
+  const int64_t n = static_cast<int64_t>(ids.size()), vocab = cpu->config().vocab_size;
+  Session sc(cpu, {.ctx_size = 256}), sg(gpu, {.ctx_size = 256});
+  const auto lc = sc.prefill(ids, n);
+  const std::vector<float> want(lc.begin(), lc.end());
+  const auto lg = sg.prefill(ids, n);
+  ASSERT_EQ(lg.size(), want.size());
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_LT(test::rel_error(lg.data() + i * vocab, want.data() + i * vocab, vocab), 2e-2)
+        << "position " << i;
+
+  // 32 greedy steps, teacher-forced with the CPU's tokens.
+  int32_t tc = argmax(std::span<const float>(want).last(vocab));
+  int32_t tg = argmax(lg.last(vocab));
+  int agree = tc == tg;
+  const int steps = 32;
+  for (int i = 1; i < steps; ++i) {
+    const int32_t next_c = argmax(sc.decode(tc));
+    const int32_t next_g = argmax(sg.decode(tc));
+    agree += next_c == next_g;
+    tc = next_c;
+  }
+  EXPECT_GE(agree, steps * 95 / 100) << agree << "/" << steps;
+}
+
+TEST_P(CudaVsCpu, ChunkedPrefillAndDecodeMatchOneShot) {
+  TSA_REQUIRE_GPU();
+  auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda});
+  const auto g = nlohmann::json::parse(test::read_file(test::fixtures_src() / "golden" / GetParam() /
+                                                       "golden.json"));
+  const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
+  const int64_t n = static_cast<int64_t>(ids.size()), vocab = gpu->config().vocab_size;
+  Session one(gpu, {.ctx_size = 256});
+  const auto a = one.prefill(ids, 1);
+  const std::vector<float> want(a.begin(), a.end());
+  Session chunked(gpu, {.ctx_size = 256, .prefill_chunk = 9});  // crosses the decode-kernel size
+  const auto b = chunked.prefill(ids, 1);
+  EXPECT_LT(test::rel_error(b.data(), want.data(), vocab), 2e-2);
+  Session stepwise(gpu, {.ctx_size = 256});
+  stepwise.prefill(std::span<const int32_t>(ids).first(n - 3), 1);
+  stepwise.decode(ids[n - 3]);
+  stepwise.decode(ids[n - 2]);
+  const auto c = stepwise.decode(ids[n - 1]);
+  EXPECT_LT(test::rel_error(c.data(), want.data(), vocab), 2e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, CudaVsCpu,
+                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
+                                           "qwen2-bias-tied"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s)
+                             if (c == '-') c = '_';
+                           return s;
+                         });
+
+TEST(CudaModel, DefaultModelGreedyMatchesCpuReference) {
+  TSA_REQUIRE_GPU();
+  const auto dir = std::filesystem::path(TSA_SOURCE_DIR) / "models" / "SmolLM2-135M-Instruct";
+  if (!std::filesystem::exists(dir / "model.safetensors")) GTEST_SKIP() << "no default model";
+  const auto fixture =
+      nlohmann::json::parse(test::read_file(test::fixtures_src() / "smollm2_greedy.json"));
+  auto gpu = Engine::load({.model_dir = dir.string(), .device = Device::Cuda});
+  Session s(gpu, {.ctx_size = 512});
+  int agree = 0, total = 0;
+  for (const auto& c : fixture["cases"]) {
+    const auto ids = c["prompt_ids"].get<std::vector<int32_t>>();
+    const auto want = c["greedy_ids"].get<std::vector<int32_t>>();
+    s.reset();
+    int32_t t = argmax(s.prefill(ids));
+    agree += t == want[0];
+    for (size_t i = 1; i < want.size(); ++i) {
+      t = argmax(s.decode(want[i - 1]));
+      agree += t == want[i];
+    }
+    total += static_cast<int>(want.size());
+  }
+  EXPECT_GE(agree * 100, total * 95) << agree << "/" << total;
+}
+
+TEST(CudaModel, PlanThatDoesNotFitIsRefusedBeforeAllocating) {
+  TSA_REQUIRE_GPU();
+  // A small model with a 16M-token context: its KV cache (256 GiB) fits no GPU.
+  test::TempDir tmp;
+  test::write_file(tmp.path() / "config.json", R"({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 512, "intermediate_size": 1024,
+    "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 128,
+    "vocab_size": 1000, "max_position_embeddings": 16777216})");
+  auto gpu = Engine::load({.model_dir = tmp.path().string(), .device = Device::Cuda,
+                           .random_weights = true});
+  const size_t free_before = [] {
+    size_t f = 0, t = 0;
+    cudaMemGetInfo(&f, &t);
+    return f;
+  }();
+  try {
+    Session s(gpu, {.ctx_size = 16777216});
+    FAIL() << "a 256 GiB KV cache was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("not enough GPU memory"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("KV cache"), std::string::npos) << msg;
+  }
+  size_t free_after = 0, total = 0;
+  cudaMemGetInfo(&free_after, &total);
+  EXPECT_GE(free_after + (64u << 20), free_before);  // nothing was kept allocated
+  Session ok(gpu, {.ctx_size = 4096});  // a sane context still works
+  EXPECT_EQ(ok.ctx_size(), 4096);
+}
+
+}  // namespace
+}  // namespace tsa
