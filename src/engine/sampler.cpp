@@ -13,7 +13,8 @@ void validate_sampling(const SamplingOptions& o) {
   auto bad = [](const char* name, double v, const char* range) {
     throw Error(fmt::format("sampling option {} = {} is out of range ({})", name, v, range));
   };
-  if (!(o.temperature >= 0) || !std::isfinite(o.temperature)) bad("temperature", o.temperature, ">= 0");
+  if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
+    bad("temperature", o.temperature, ">= 0");
   if (o.top_k < 0) bad("top_k", o.top_k, ">= 0, 0 = off");
   if (!(o.top_p > 0 && o.top_p <= 1)) bad("top_p", o.top_p, "(0, 1]");
   if (!(o.min_p >= 0 && o.min_p <= 1)) bad("min_p", o.min_p, "[0, 1]");
@@ -27,6 +28,14 @@ Sampler::Sampler(const SamplingOptions& options, uint64_t seed) : opt_(options),
 }
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+  // Greedy decoding draws nothing, so its generator state stays untouched.
+  const double u =
+      opt_.temperature == 0.0f ? 0.0 : std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  return sample_with_uniform(logits, history, u);
+}
+
+int32_t Sampler::sample_with_uniform(std::span<const float> logits,
+                                     std::span<const int32_t> history, double uniform) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   work_.assign(logits.begin(), logits.end());
 
@@ -50,11 +59,15 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   }
   for (float& l : work_) l /= opt_.temperature;
 
-  // Candidates sorted by logit, descending; top-k bounds how many we sort.
+  // Candidates sorted by logit, descending, equal logits by lower id first (a
+  // total order, so the GPU sampler can reproduce it); top-k bounds how many
+  // we sort.
   candidates_.resize(vocab);
   std::iota(candidates_.begin(), candidates_.end(), 0);
   const int64_t k = opt_.top_k > 0 ? std::min<int64_t>(opt_.top_k, vocab) : vocab;
-  auto by_logit = [&](int32_t a, int32_t b) { return work_[a] > work_[b]; };
+  auto by_logit = [&](int32_t a, int32_t b) {
+    return work_[a] > work_[b] || (work_[a] == work_[b] && a < b);
+  };
   std::partial_sort(candidates_.begin(), candidates_.begin() + k, candidates_.end(), by_logit);
   candidates_.resize(k);
 
@@ -62,7 +75,8 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   const float max_l = work_[candidates_[0]];
   std::vector<double> probs(k);
   double total = 0;
-  for (int64_t i = 0; i < k; ++i) total += probs[i] = std::exp(double(work_[candidates_[i]]) - max_l);
+  for (int64_t i = 0; i < k; ++i)
+    total += probs[i] = std::exp(double(work_[candidates_[i]]) - max_l);
   for (double& p : probs) p /= total;
 
   // top-p: smallest prefix whose mass reaches top_p (always at least one).
@@ -85,10 +99,9 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     keep = i;
   }
 
-  std::uniform_real_distribution<double> uni(0.0, 1.0);
   double mass = 0;
   for (int64_t i = 0; i < keep; ++i) mass += probs[i];
-  double r = uni(rng_) * mass;
+  double r = uniform * mass;
   for (int64_t i = 0; i < keep; ++i) {
     r -= probs[i];
     if (r <= 0) return candidates_[i];

@@ -17,12 +17,18 @@ class Sampler {
   Sampler(const SamplingOptions& options, uint64_t seed);
   // `history`: the ids the repetition penalty looks at (prompt + generated).
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+  // The same choice with the draw supplied: `uniform` in [0, 1) replaces the
+  // generator's next number (greedy ignores it). The GPU sampler
+  // (kernels/sampling.h) takes its draw the same way, so the two can be
+  // compared id for id.
+  int32_t sample_with_uniform(std::span<const float> logits, std::span<const int32_t> history,
+                              double uniform);
 
  private:
   SamplingOptions opt_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;            // logits after penalty / temperature
-  std::vector<int32_t> candidates_;    // ids still allowed
+  std::vector<float> work_;          // logits after penalty / temperature
+  std::vector<int32_t> candidates_;  // ids still allowed
 };
 
 // Validates ranges (temperature >= 0, 0 < top_p <= 1, 0 <= min_p <= 1,

@@ -92,6 +92,32 @@ TEST(Sampler, SameSeedSameDraws) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a.sample(logits, {}), b.sample(logits, {}));
 }
 
+TEST(Sampler, EqualLogitsRankByLowerIdFirst) {
+  // Ids 1, 2, 3 tie; top-k 2 keeps 1 and 2 (in that order), whatever the
+  // partial sort would do with an order that is not total.
+  const std::vector<float> logits = {0.0f, 3.0f, 3.0f, 3.0f, 1.0f};
+  auto o = plain(1.0f);
+  o.top_k = 2;
+  Sampler s(o, 6);
+  EXPECT_EQ(s.sample_with_uniform(logits, {}, 0.0), 1);
+  EXPECT_EQ(s.sample_with_uniform(logits, {}, 0.49), 1);
+  EXPECT_EQ(s.sample_with_uniform(logits, {}, 0.51), 2);
+  EXPECT_EQ(s.sample_with_uniform(logits, {}, 0.999), 2);
+  Sampler g(plain(0), 6);
+  EXPECT_EQ(g.sample_with_uniform(logits, {}, 0.7), 1);  // argmax: the first of the ties
+}
+
+TEST(Sampler, SampleDrawsOneUniformPerCall) {
+  const auto logits = test::random_floats(300, 10);
+  Sampler a(plain(0.7f), 123);
+  std::mt19937_64 rng(123);
+  for (int i = 0; i < 50; ++i) {
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    Sampler b(plain(0.7f), 0);
+    EXPECT_EQ(a.sample(logits, {}), b.sample_with_uniform(logits, {}, u));
+  }
+}
+
 TEST(Sampler, RejectsOutOfRangeOptions) {
   auto expect_bad = [](SamplingOptions o, const char* name) {
     try {
