@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(kSortThreads)
 // The CPU Sampler's loops after its softmax numerators: prob[0..k) holds
 // exp(key_i - key_0) for the candidates in order; returns the chosen id.
 __device__ int32_t draw_sequential(double* prob, const int32_t* ids, int32_t k, float top_p,
-                                   float min_p, float uniform) {
+                                   float min_p, double uniform) {
   double total = 0;
   for (int32_t i = 0; i < k; ++i) total += prob[i];
   for (int32_t i = 0; i < k; ++i) prob[i] /= total;
@@ -248,7 +248,7 @@ __device__ int32_t draw_sequential(double* prob, const int32_t* ids, int32_t k, 
 // best k (k <= kSmallTopK, all real since vocab >= k) and draws.
 __global__ void __launch_bounds__(kSortThreads)
     topk_draw_kernel(const uint64_t* __restrict__ cand, int32_t count, int32_t k, float top_p,
-                     float min_p, float uniform, int32_t* __restrict__ out) {
+                     float min_p, double uniform, int32_t* __restrict__ out) {
   __shared__ typename TileSort::TempStorage sort_storage;
   __shared__ float key[kSmallTopK];
   __shared__ int32_t id[kSmallTopK];
@@ -373,7 +373,7 @@ __device__ inline int32_t kept(const int32_t* cuts) {
 // with cum_i >= r (the CPU's "r -= p_i until r <= 0").
 __global__ void __launch_bounds__(kScanThreads)
     draw_chunks_kernel(const double* __restrict__ lcum, const double* __restrict__ offset,
-                       const double* __restrict__ total, float uniform,
+                       const double* __restrict__ total, double uniform,
                        int32_t* __restrict__ cuts) {
   const int32_t keep = kept(cuts);
   if (static_cast<int32_t>(blockIdx.x) * kChunk >= keep) return;  // whole block

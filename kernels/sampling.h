@@ -19,7 +19,7 @@ struct SampleParams {
   int32_t top_k = 0;  // 0 = off
   float top_p = 1.f;
   float min_p = 0.f;
-  float uniform = 0.f;     // the draw in [0, 1), supplied by the host's generator
+  double uniform = 0.0;    // the draw in [0, 1), supplied by the host's generator
   int32_t* out = nullptr;  // [1] device: the chosen id
 };
 

@@ -23,6 +23,7 @@
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/random_fill.h"
+#include "kernels/sampling.h"
 #include "plan/memory_plan.h"
 
 namespace tsa {
@@ -47,6 +48,8 @@ class CudaRunner final : public ModelRunner {
   void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                std::vector<float>& logits) override;
   void fill_cache_random(int64_t n_tokens) override;
+  int32_t sample_on_device(const SamplingOptions& options, std::span<const int32_t> history,
+                           double uniform) override;
 
  private:
   // Events around each layer's attention (profile mode): 2 per layer + 2 for the call.
@@ -71,6 +74,9 @@ class CudaRunner final : public ModelRunner {
   size_t layer_kv_bytes_ = 0;
   DeviceBlock kv_, act_, rope_dev_;
   size_t decode_ws_bytes_ = 0;
+  size_t sample_ws_bytes_ = 0;
+  DeviceBlock sample_io_;               // [ctx] int32 penalty history + [1] chosen id
+  const float* last_logits_ = nullptr;  // device row of the last forward's last token
   std::unique_ptr<Gemm> gemm_;
   cudaStream_t stream_ = nullptr;
   int64_t n_cached_ = 0;
@@ -100,7 +106,8 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   dp.n_q = static_cast<int32_t>(kDecodeMaxRows);
   dp.n_kv = static_cast<int32_t>(ctx);
   decode_ws_bytes_ = kernels::attention_decode_workspace_bytes(dp);
-  po.extra_workspace = decode_ws_bytes_;
+  sample_ws_bytes_ = kernels::sample_workspace_bytes(static_cast<int32_t>(cfg_.vocab_size));
+  po.extra_workspace = decode_ws_bytes_ + sample_ws_bytes_;
   plan_ = plan_memory(cfg_, po);
 
   cudaDeviceProp prop{};
@@ -114,12 +121,47 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   act_ = DeviceBlock(plan_.activations, "activations");
   rope_dev_ = DeviceBlock(cfg_.head_dim / 2 * sizeof(float), "rope frequencies");
   cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-  gemm_ = std::make_unique<Gemm>(buf<char>(Buf::Workspace) + decode_ws_bytes_,
+  // Workspace: [decode attention | sampling | cuBLASLt].
+  gemm_ = std::make_unique<Gemm>(buf<char>(Buf::Workspace) + decode_ws_bytes_ + sample_ws_bytes_,
                                  plan_.options.gemm_workspace);
+  sample_io_ = DeviceBlock((ctx + 1) * sizeof(int32_t), "sampling history");
   if (o.profile) {
     events_.resize(2 * cfg_.num_layers + 2);
     for (cudaEvent_t& e : events_) cuda_check(cudaEventCreate(&e), "cudaEventCreate");
   }
+}
+
+int32_t CudaRunner::sample_on_device(const SamplingOptions& o, std::span<const int32_t> history,
+                                     double uniform) {
+  if (!last_logits_) throw Error("sample: no forward has run yet");
+  const int64_t hist = std::min<int64_t>(static_cast<int64_t>(history.size()), capacity());
+  int32_t* dev_hist = sample_io_.at<int32_t>(0);
+  int32_t* dev_out = dev_hist + capacity();
+  if (hist > 0) {
+    cuda_check(cudaMemcpyAsync(dev_hist, history.data() + history.size() - hist,
+                               hist * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+               "sampling history upload");
+  }
+  kernels::SampleParams p;
+  p.logits = last_logits_;
+  p.vocab = static_cast<int32_t>(cfg_.vocab_size);
+  p.history = hist > 0 ? dev_hist : nullptr;
+  p.history_len = static_cast<int32_t>(hist);
+  p.repeat_penalty = o.repeat_penalty;
+  p.temperature = o.temperature;
+  p.top_k = o.top_k;
+  p.top_p = o.top_p;
+  p.min_p = o.min_p;
+  p.uniform = uniform;
+  p.out = dev_out;
+  cuda_check(kernels::sample(p, buf<char>(Buf::Workspace) + decode_ws_bytes_, sample_ws_bytes_,
+                             stream_),
+             fmt::format("sample (vocab {})", cfg_.vocab_size));
+  int32_t id = -1;
+  cuda_check(cudaMemcpyAsync(&id, dev_out, sizeof(id), cudaMemcpyDeviceToHost, stream_),
+             "sampled id download");
+  cuda_check(cudaStreamSynchronize(stream_), "sample");
+  return id;
 }
 
 void CudaRunner::fill_cache_random(int64_t n_tokens) {
@@ -277,6 +319,7 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
     for (int64_t q0 = r0; q0 < c0 + cn; q0 += R) {
       const int64_t qn = std::min(R, c0 + cn - q0);
       gemm_->run(norm + (q0 - r0) * H, qn, H, w_->lm_head, V, nullptr, dev_logits, true, stream_);
+      last_logits_ = dev_logits + (qn - 1) * V;
       cuda_check(cudaMemcpyAsync(logits.data() + (q0 - first) * V, dev_logits,
                                  qn * V * sizeof(float), cudaMemcpyDeviceToHost, stream_),
                  "logits download");

@@ -27,11 +27,13 @@ Sampler::Sampler(const SamplingOptions& options, uint64_t seed) : opt_(options),
   validate_sampling(options);
 }
 
-int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+double Sampler::next_uniform() {
   // Greedy decoding draws nothing, so its generator state stays untouched.
-  const double u =
-      opt_.temperature == 0.0f ? 0.0 : std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-  return sample_with_uniform(logits, history, u);
+  return opt_.temperature == 0.0f ? 0.0 : std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+  return sample_with_uniform(logits, history, next_uniform());
 }
 
 int32_t Sampler::sample_with_uniform(std::span<const float> logits,

@@ -23,6 +23,10 @@ class Sampler {
   // compared id for id.
   int32_t sample_with_uniform(std::span<const float> logits, std::span<const int32_t> history,
                               double uniform);
+  // The draw sample() would use next (0 without consuming one when greedy),
+  // for samplers that run elsewhere (the GPU) on the same random stream.
+  double next_uniform();
+  const SamplingOptions& options() const { return opt_; }
 
  private:
   SamplingOptions opt_;

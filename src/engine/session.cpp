@@ -164,8 +164,18 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
     return !o.on_token || o.on_token(id, piece);
   };
 
+  // The penalty window of the history, the part a device sampler needs.
+  auto penalty_window = [&]() -> std::span<const int32_t> {
+    if (o.sampling.repeat_penalty == 1.0f) return {};
+    const size_t n = o.sampling.repeat_last_n < 0
+                         ? history.size()
+                         : std::min(history.size(), size_t(o.sampling.repeat_last_n));
+    return std::span<const int32_t>(history).last(n);
+  };
   for (;;) {
-    const int32_t id = sampler.sample(logits, history);
+    const double u = sampler.next_uniform();
+    int32_t id = impl_->runner->sample_on_device(o.sampling, penalty_window(), u);
+    if (id < 0) id = sampler.sample_with_uniform(logits, history, u);
     if (r.ids.empty()) {
       t.ttft_ms = ms_since(t0);
       t_first = Clock::now();

@@ -27,6 +27,13 @@ class ModelRunner {
   // into `logits`.
   virtual void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                        std::vector<float>& logits) = 0;
+  // Picks the next token from the last forward's last logits row where they
+  // live (the GPU), with the CPU Sampler's semantics and the given draw;
+  // returns -1 when the backend leaves sampling to the host.
+  virtual int32_t sample_on_device(const SamplingOptions& options,
+                                   std::span<const int32_t> history, double uniform) {
+    return -1;
+  }
   // See Session::fill_cache_random; backends without it throw.
   virtual void fill_cache_random(int64_t n_tokens);
   // Timings of the last forward (empty unless the backend profiles).
