@@ -312,8 +312,8 @@ template <int D>
 cudaError_t launch_decode(const DecodeArgs& a, cudaStream_t stream) {
   constexpr size_t smem = DecodeSmem<D>::kBytes;
   const auto kernel = decode_kernel<D>;
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{smem});
+  static std::atomic<uint64_t> prepared{0};
+  cudaError_t err = prepare_kernel(kernel, smem, prepared);
   if (err != cudaSuccess) return err;
   const dim3 grid(a.plan.row_groups, a.plan.splits, a.p.num_kv_heads);
   kernel<<<grid, kThreads, smem, stream>>>(a);

@@ -297,8 +297,8 @@ template <int D, bool kSparse>
 cudaError_t launch_prefill(const PrefillArgs& a, cudaStream_t stream) {
   constexpr size_t smem = PrefillSmem<D, kSparse>::kBytes;
   const auto kernel = prefill_kernel<D, kSparse>;
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int{smem});
+  static std::atomic<uint64_t> prepared{0};
+  cudaError_t err = prepare_kernel(kernel, smem, prepared);
   if (err != cudaSuccess) return err;
   const int64_t blocks = int64_t{a.n_qtiles} * a.p.num_heads;
   kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);

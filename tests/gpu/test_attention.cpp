@@ -219,6 +219,7 @@ TEST(AttentionPrefill, DenseMatchesReference) {
       {4, 4, 128, 1, 4000, 3999},    {4, 1, 128, 2048, 2048, 0},
       {6, 3, 64, 200, 333, 133},     {8, 2, 128, 1000, 1000, 0, 100},
       {4, 1, 64, 300, 800, 500, 64}, {4, 2, 128, 130, 130, 0, 1},
+      {16, 2, 128, 500, 500, 0},
   };
   uint64_t seed = 1;
   for (const Case& c : cases) check_against_reference(Kernel::Prefill, c, seed++);
