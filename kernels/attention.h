@@ -7,6 +7,9 @@
 //   o: [n_q rows][num_heads * head_dim]       row stride o_stride
 // Query head h reads KV head h / (num_heads / num_kv_heads) (GQA; K/V are
 // never repeated in memory). Scale is 1/sqrt(head_dim) unless given.
+// Requirements (else cudaErrorInvalidValue, nothing launched): head_dim 64 or
+// 128; n_kv >= q_pos0 + n_q; q/k/v/o 16-byte aligned and strides multiples of
+// 8 elements, at least the row widths above; o must not overlap q, k or v.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -36,6 +39,8 @@ struct AttentionParams {
   // queries and keys alike (requires q_pos0 == 0 and n_q == n_kv): compressed
   // query a sees compressed key b iff b <= a. Output rows of head h that are
   // not selected are written as zeros by the same launch (no scatter pass).
+  // Also requires sliding_window == 0 and 1 <= n_sel <= n_q; the lists are
+  // trusted to be sorted, unique and < n_q (not checked on the device).
   const int32_t* sel = nullptr;
   int32_t n_sel = 0;
 };
@@ -46,7 +51,12 @@ cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream);
 
 // Decode: n_q rows (typically 1) against a long cache, split over the keys
 // and merged through the (o, m, l) state. `workspace` must hold
-// decode_workspace_bytes(p) bytes.
+// attention_decode_workspace_bytes(p) bytes (16-byte aligned; may be null
+// when that is 0). The size depends only on head_dim, num_heads,
+// num_kv_heads, n_q, n_kv (pointers, strides, q_pos0 may be unset) and the
+// current device's SM count, and never shrinks as n_q or n_kv grow: a
+// workspace sized for the most rows and the longest cache serves every
+// smaller call. No sparse mode.
 size_t attention_decode_workspace_bytes(const AttentionParams& p);
 cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStream_t stream);
 

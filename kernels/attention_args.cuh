@@ -1,0 +1,66 @@
+// Host-side argument checks shared by the attention launchers.
+#pragma once
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/attention.h"
+
+namespace tsa::kernels::attn {
+
+// Positions stay below this so tile arithmetic (kv_end + 127, ...) fits int32.
+constexpr int64_t kMaxPositions = INT32_MAX - 1024;
+
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+// Checks what the prefill and decode kernels both rely on: shapes, positions,
+// 16-byte aligned rows (the kernels copy 16-byte chunks), a usable scale.
+inline cudaError_t check_common(const AttentionParams& p) {
+  if (!p.q || !p.k || !p.v || !p.o) return cudaErrorInvalidValue;
+  if (p.head_dim != 64 && p.head_dim != 128) return cudaErrorInvalidValue;
+  if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0)
+    return cudaErrorInvalidValue;
+  if (p.n_q < 0 || p.q_pos0 < 0 || p.sliding_window < 0) return cudaErrorInvalidValue;
+  if (int64_t{p.q_pos0} + p.n_q > p.n_kv || p.n_kv > kMaxPositions) return cudaErrorInvalidValue;
+  if (!(p.scale >= 0.f) || std::isinf(p.scale)) return cudaErrorInvalidValue;
+  const int64_t q_width = int64_t{p.num_heads} * p.head_dim;
+  const int64_t kv_width = int64_t{p.num_kv_heads} * p.head_dim;
+  if (p.q_stride < q_width || p.o_stride < q_width || p.kv_stride < kv_width)
+    return cudaErrorInvalidValue;
+  if (p.q_stride % 8 != 0 || p.kv_stride % 8 != 0 || p.o_stride % 8 != 0)
+    return cudaErrorInvalidValue;
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || !aligned16(p.o))
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+// scale * log2(e): scores are turned into weights with exp2.
+inline float scale_log2(const AttentionParams& p) {
+  const float scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(p.head_dim));
+  return scale * 1.4426950408889634f;
+}
+
+// Raises `kernel`'s dynamic shared-memory limit to `smem` bytes and prefers
+// shared memory over L1 (so two CTAs fit per SM), once per device: decode
+// launches run per layer and token, and these are driver calls. `done` is the
+// caller's per-kernel bit set of prepared devices (ids >= 64: every call).
+template <class Kernel>
+cudaError_t prepare_kernel(Kernel kernel, size_t smem, std::atomic<uint64_t>& done) {
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
+  if (bit != 0 && (done.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem));
+  if (err == cudaSuccess)
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                               cudaSharedmemCarveoutMaxShared);
+  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_release);
+  return err;
+}
+
+}  // namespace tsa::kernels::attn

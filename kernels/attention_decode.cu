@@ -1,0 +1,363 @@
+// Decode attention: a few query rows (n_q, typically 1) at positions
+// q_pos0 .. q_pos0+n_q-1 against a long KV cache; contract in kernels/attention.h.
+//
+// Split-KV: the visible keys are cut into `splits` contiguous chunks; CTA
+// (row group, split, KV head) streams its chunk of K and V once through a
+// 3-stage cp.async pipeline and serves all query rows of that KV head at once
+// (group = H / Hkv heads x n_q queries, 16 rows per CTA: one m16 tile of the
+// tensor-core MMA, padded). Inside a CTA the 4 warps take 16 keys each of
+// every 64-key tile and keep their own online-softmax state, merged through
+// shared memory at the end. Each CTA then writes a normalized partial output
+// and its log-sum-exp (base 2) to the workspace; a second kernel merges the
+// splits into bf16. With a single split the CTA writes the output directly.
+#include <algorithm>
+
+#include "kernels/attention.h"
+#include "kernels/attention_args.cuh"
+#include "kernels/attention_mma.cuh"
+
+namespace tsa::kernels {
+namespace {
+
+using namespace attn;
+
+constexpr int kBk = 64;  // keys per tile
+constexpr int kStages = 3;
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRows = 16;              // query rows per CTA
+constexpr int kMinKeysPerSplit = 128;  // shorter chunks cost more in merging than they save
+constexpr int kCtasPerSm = 2;          // split count aims at this many CTAs per SM in one wave
+constexpr int kMergeWarps = 4;         // merge kernel: one warp per (head, query)
+
+template <int D>
+struct DecodeSmem {
+  static constexpr int kQ = kRows * D;          // elements of the Q tile
+  static constexpr int kStage = 2 * kBk * D;    // elements of one stage: K tile then V tile
+  static constexpr int kScratchStride = D + 4;  // floats per row of the warp-merge scratch
+  static constexpr size_t kBytes = size_t(kQ + kStages * kStage) * sizeof(bf16);
+  // The warp-merge scratch ([kWarps][kRows] rows of o, then m and l) reuses the stages.
+  static_assert(size_t(kWarps) * kRows * (kScratchStride + 2) * sizeof(float) <=
+                size_t(kStages) * kStage * sizeof(bf16));
+};
+
+struct DecodePlan {
+  int32_t group = 0;             // query heads per KV head
+  int32_t rows = 0;              // query rows per KV head: group * n_q
+  int32_t row_groups = 0;        // ceil(rows / kRows)
+  int32_t kv_lo = 0, kv_hi = 0;  // keys any query can see: [kv_lo, kv_hi)
+  int32_t chunk = 0;             // keys per split (a multiple of kBk)
+  int32_t splits = 0;
+};
+
+struct DecodeArgs {
+  AttentionParams p;
+  DecodePlan plan;
+  float scale_log2;
+  float* o_part;    // [splits][num_heads][n_q][head_dim]: normalized partial outputs
+  float* lse_part;  // [splits][num_heads][n_q]: log2-sum-exp2 of the scaled scores
+};
+
+int multiprocessor_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0)
+    return 132;  // an H100's count; only the split count depends on it
+  return n;
+}
+
+// Most splits for any cache length: about kCtasPerSm CTAs per SM over the KV
+// heads (one wave when a KV head's rows fit one CTA; K/V are read once either way).
+int64_t split_cap(const AttentionParams& p) {
+  return std::max<int64_t>(1, int64_t{kCtasPerSm} * multiprocessor_count() / p.num_kv_heads);
+}
+
+// Splits used for a cache of n_kv keys or less: non-decreasing in n_kv and
+// independent of q_pos0, the pointers and strides, so the workspace can be
+// sized once from the largest n_kv and n_q.
+int64_t split_bound(const AttentionParams& p) {
+  return std::max<int64_t>(
+      1, std::min(ceil_div(std::max<int64_t>(p.n_kv, 1), kMinKeysPerSplit), split_cap(p)));
+}
+
+size_t workspace_bytes(const AttentionParams& p) {
+  const int64_t bound = split_bound(p);
+  return bound > 1 ? size_t(bound) * p.num_heads * p.n_q * (p.head_dim + 1) * sizeof(float) : 0;
+}
+
+// Splits over the keys the queries actually see, [kv_lo, q_pos0 + n_q), with
+// at least kMinKeysPerSplit keys each; never more than split_bound(p).
+DecodePlan plan_decode(const AttentionParams& p) {
+  DecodePlan plan;
+  plan.group = p.num_heads / p.num_kv_heads;
+  plan.rows = plan.group * p.n_q;
+  plan.row_groups = static_cast<int32_t>(ceil_div(plan.rows, kRows));
+  plan.kv_hi = p.q_pos0 + p.n_q;
+  plan.kv_lo = p.sliding_window > 0 ? std::max(0, p.q_pos0 - p.sliding_window + 1) : 0;
+  const int64_t len = plan.kv_hi - plan.kv_lo;
+  const int64_t splits =
+      std::max<int64_t>(1, std::min(ceil_div(len, kMinKeysPerSplit), split_cap(p)));
+  plan.chunk = static_cast<int32_t>(ceil_div(ceil_div(len, splits), kBk) * kBk);
+  plan.splits = static_cast<int32_t>(ceil_div(len, plan.chunk));
+  return plan;
+}
+
+// Grid (row_groups, splits, num_kv_heads). CTA row r is query row
+// rr = blockIdx.x * 16 + r of its KV head: head kvh * group + rr / n_q, query rr % n_q.
+template <int D>
+__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  using Smem = DecodeSmem<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* q_s = reinterpret_cast<bf16*>(smem);  // [kRows][D]
+  bf16* kv_s = q_s + Smem::kQ;                // [kStages][K: kBk x D, V: kBk x D]
+
+  const AttentionParams& p = a.p;
+  const DecodePlan& plan = a.plan;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int rg = blockIdx.x, split = blockIdx.y, kvh = blockIdx.z;
+  const int c0 = plan.kv_lo + split * plan.chunk;
+  const int c1 = min(c0 + plan.chunk, plan.kv_hi);  // this CTA's keys: [c0, c1)
+  const int ntiles = (c1 - c0 + kBk - 1) / kBk;
+  const bf16* k_g = p.k + int64_t{kvh} * D;
+  const bf16* v_g = p.v + int64_t{kvh} * D;
+
+  for (int i = tid; i < kRows * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = i % kChunks, rr = rg * kRows + r;
+    const bool ok = rr < plan.rows;
+    const int head = kvh * plan.group + (ok ? rr / p.n_q : 0);
+    const int qi = ok ? rr % p.n_q : 0;
+    cp_async16(smem_u32(q_s + swizzle<D>(r, c)),
+               p.q + int64_t{qi} * p.q_stride + int64_t{head} * D + c * 8, ok);
+  }
+  // Key tile t of the chunk into stage t % kStages (rows >= c1 become zeros).
+  auto load_tile = [&](int t) {
+    bf16* ks = kv_s + (t % kStages) * Smem::kStage;
+    bf16* vs = ks + kBk * D;
+    const int k0 = c0 + t * kBk;
+#pragma unroll
+    for (int i = 0; i < kBk * kChunks / kThreads; ++i) {
+      const int f = tid + i * kThreads, r = f / kChunks, c = f % kChunks;
+      const bool ok = k0 + r < c1;
+      const int64_t off = int64_t{ok ? k0 + r : 0} * p.kv_stride + c * 8;
+      cp_async16(smem_u32(ks + swizzle<D>(r, c)), k_g + off, ok);
+      cp_async16(smem_u32(vs + swizzle<D>(r, c)), v_g + off, ok);
+    }
+  };
+  load_tile(0);
+  cp_async_commit();  // group 0: Q and tile 0
+#pragma unroll
+  for (int s = 1; s < kStages - 1; ++s) {
+    if (s < ntiles) load_tile(s);
+    cp_async_commit();
+  }
+  cp_async_wait<kStages - 2>();
+  __syncthreads();
+
+  uint32_t qa[D / 16][4];  // Q as A fragments, reused for every tile
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+    ldmatrix_x4(qa[kk], smem_u32(q_s + swizzle<D>(lane & 15, 2 * kk + (lane >> 4))));
+
+  int qpos[2];  // positions of this thread's rows g and g+8 (padding rows: any)
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int rr = rg * kRows + lane / 4 + h * 8;
+    qpos[h] = p.q_pos0 + (rr < plan.rows ? rr % p.n_q : 0);
+  }
+  const int window = p.sliding_window;
+
+  float acc[D / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[dt][e] = 0.f;
+  }
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+  // ldmatrix byte offsets of this lane at k-step 0 (later steps: XOR 32 * kk).
+  const uint32_t k_lane =
+      swizzle_bytes<D>(warp * 16 + (lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+  const uint32_t v_lane =
+      swizzle_bytes<D>(warp * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
+  const uint32_t kv_addr = smem_u32(kv_s);
+  for (int t = 0; t < ntiles; ++t) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile t landed; everyone is done with tile t-1's stage
+    if (t + kStages - 1 < ntiles) load_tile(t + kStages - 1);
+    cp_async_commit();
+
+    const uint32_t ks = kv_addr + (t % kStages) * Smem::kStage * sizeof(bf16);
+    const uint32_t vs = ks + kBk * D * sizeof(bf16);
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t kb[4];
+      ldmatrix_x4(kb, ks + (k_lane ^ (32 * kk)));
+      mma_bf16(s[0], qa[kk], kb[0], kb[1]);
+      mma_bf16(s[1], qa[kk], kb[2], kb[3]);
+    }
+    const int k0 = c0 + t * kBk + warp * 16;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int kpos = k0 + nt * 8 + 2 * (lane % 4) + e;
+          if (kpos >= c1 || kpos > qpos[h] || (window > 0 && kpos <= qpos[h] - window))
+            s[nt][2 * h + e] = -INFINITY;
+        }
+      }
+    }
+    online_softmax(s, m, l, acc, a.scale_log2);
+
+    uint32_t pa[4];
+    weights_fragment(s, 0, pa);
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t vb[4];
+      ldmatrix_x4_trans(vb, vs + (v_lane ^ (32 * dp)));
+      mma_bf16(acc[2 * dp], pa, vb[0], vb[1]);
+      mma_bf16(acc[2 * dp + 1], pa, vb[2], vb[3]);
+    }
+  }
+
+  // Merge the four warps' states through shared memory (the stages are free).
+  cp_async_wait<0>();
+  __syncthreads();
+  float* o_w = reinterpret_cast<float*>(kv_s);               // [kWarps][kRows][kScratchStride]
+  float* m_w = o_w + kWarps * kRows * Smem::kScratchStride;  // [kWarps][kRows]
+  float* l_w = m_w + kWarps * kRows;                         // [kWarps][kRows]
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float lsum = quad_sum(l[h]);
+    const int r = lane / 4 + h * 8;
+    float* dst = o_w + (warp * kRows + r) * Smem::kScratchStride + 2 * (lane % 4);
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(acc[dt][2 * h], acc[dt][2 * h + 1]);
+    if (lane % 4 == 0) {
+      m_w[warp * kRows + r] = m[h];
+      l_w[warp * kRows + r] = lsum;
+    }
+  }
+  __syncthreads();
+
+  for (int i = tid; i < kRows * D; i += kThreads) {
+    const int r = i / D, d = i % D, rr = rg * kRows + r;
+    if (rr >= plan.rows) break;  // rows only grow with i
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, m_w[w * kRows + r]);
+    const float m_sc = mx == -INFINITY ? 0.f : mx * a.scale_log2;
+    float o = 0.f, lsum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = fast_exp2(m_w[w * kRows + r] * a.scale_log2 - m_sc);  // 0 for -inf
+      o += f * o_w[(w * kRows + r) * Smem::kScratchStride + d];
+      lsum += f * l_w[w * kRows + r];
+    }
+    const int head = kvh * plan.group + rr / p.n_q, qi = rr % p.n_q;
+    const float out = lsum > 0.f ? o / lsum : 0.f;
+    if (plan.splits == 1) {
+      p.o[int64_t{qi} * p.o_stride + int64_t{head} * D + d] = __float2bfloat16(out);
+    } else {
+      const int64_t slot = (int64_t{split} * p.num_heads + head) * p.n_q + qi;
+      a.o_part[slot * D + d] = out;
+      if (d == 0) a.lse_part[slot] = lsum > 0.f ? m_sc + __log2f(lsum) : -INFINITY;
+    }
+  }
+}
+
+// One warp per (head, query) pair, pair = head * n_q + query; lane covers
+// D/32 consecutive dims. Partial slot of split s: s * pairs + pair.
+template <int D>
+__global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const DecodeArgs a) {
+  constexpr int kPer = D / 32;
+  const AttentionParams& p = a.p;
+  const int pairs = p.num_heads * p.n_q;
+  const int pair = blockIdx.x * kMergeWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (pair >= pairs) return;
+  const int splits = a.plan.splits;
+
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, a.lse_part[int64_t{s} * pairs + pair]);
+  float acc[kPer] = {};
+  float wsum = 0.f;
+  if (mx != -INFINITY) {
+    for (int s = 0; s < splits; ++s) {
+      const int64_t slot = int64_t{s} * pairs + pair;
+      const float w = fast_exp2(a.lse_part[slot] - mx);
+      const float2* src = reinterpret_cast<const float2*>(a.o_part + slot * D + lane * kPer);
+      wsum += w;
+#pragma unroll
+      for (int j = 0; j < kPer / 2; ++j) {
+        const float2 v = src[j];
+        acc[2 * j] += w * v.x;
+        acc[2 * j + 1] += w * v.y;
+      }
+    }
+  }
+  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+  const int head = pair / p.n_q, qi = pair % p.n_q;
+  __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(p.o + int64_t{qi} * p.o_stride +
+                                                          int64_t{head} * D + lane * kPer);
+#pragma unroll
+  for (int j = 0; j < kPer / 2; ++j)
+    dst[j] = __floats2bfloat162_rn(acc[2 * j] * inv, acc[2 * j + 1] * inv);
+}
+
+template <int D>
+cudaError_t launch_decode(const DecodeArgs& a, cudaStream_t stream) {
+  constexpr size_t smem = DecodeSmem<D>::kBytes;
+  const auto kernel = decode_kernel<D>;
+  static std::atomic<uint64_t> prepared{0};
+  cudaError_t err = prepare_kernel(kernel, smem, prepared);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(a.plan.row_groups, a.plan.splits, a.p.num_kv_heads);
+  kernel<<<grid, kThreads, smem, stream>>>(a);
+  if (err = cudaGetLastError(); err != cudaSuccess || a.plan.splits == 1) return err;
+  const int64_t pairs = int64_t{a.p.num_heads} * a.p.n_q;
+  decode_merge_kernel<D>
+      <<<static_cast<unsigned>(ceil_div(pairs, kMergeWarps)), 32 * kMergeWarps, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+// What the workspace size depends on: the shape alone.
+bool shape_ok(const AttentionParams& p) {
+  return (p.head_dim == 64 || p.head_dim == 128) && p.num_heads > 0 && p.num_kv_heads > 0 &&
+         p.num_heads % p.num_kv_heads == 0 && p.n_q >= 0 && p.n_kv >= 0;
+}
+
+}  // namespace
+
+size_t attention_decode_workspace_bytes(const AttentionParams& p) {
+  return shape_ok(p) ? workspace_bytes(p) : 0;
+}
+
+cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStream_t stream) {
+  if (check_common(p) != cudaSuccess || p.sel != nullptr || p.num_kv_heads > 65535 ||
+      int64_t{p.num_heads} * p.n_q > INT32_MAX / 32)
+    return cudaErrorInvalidValue;
+  if (p.n_q == 0) return cudaSuccess;
+  DecodeArgs a{};
+  a.p = p;
+  a.plan = plan_decode(p);
+  a.scale_log2 = scale_log2(p);
+  if (a.plan.splits > 1) {
+    if (workspace == nullptr || !aligned16(workspace)) return cudaErrorInvalidValue;
+    a.o_part = static_cast<float*>(workspace);
+    a.lse_part = a.o_part + int64_t{a.plan.splits} * p.num_heads * p.n_q * p.head_dim;
+  }
+  switch (p.head_dim) {
+    case 64:
+      return launch_decode<64>(a, stream);
+    case 128:
+      return launch_decode<128>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace tsa::kernels

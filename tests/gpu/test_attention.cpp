@@ -1,0 +1,474 @@
+// Attention kernels (kernels/attention.h) against a float64 CPU reference on
+// the bf16-rounded inputs: dense prefill (cache offsets, odd lengths, GQA,
+// head_dim 64/128, sliding window, fused QKV strides), Token Sparse Attention
+// (per-head index lists: reference, zeroed rows, equality with the dense
+// kernel on gathered inputs), split-KV decode, and argument checks.
+// Outputs are poisoned (0xFF = NaN) before every launch.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "kernels/attention.h"
+#include "test_util.h"
+
+namespace {
+
+using tsa::kernels::AttentionParams;
+using tsa::test::DeviceBuffer;
+using bf16 = __nv_bfloat16;
+
+constexpr double kTol = 1e-2;  // ||out - ref|| / ||ref|| for bf16 in/out, fp32 math
+
+struct Case {
+  int H = 0, Hkv = 0, D = 0;
+  int n_q = 0, n_kv = 0, q_pos0 = 0;
+  int window = 0;
+  float scale = 0.f;    // 0 = 1/sqrt(D)
+  float q_scale = 1.f;  // std-dev of the random queries (sharper softmax when larger)
+  bool fused = false;   // q, k, v interleaved in one [n][(H + 2 Hkv) D] buffer
+};
+
+// Inputs as bf16-rounded floats in one host buffer, mirrored on the device:
+// query row i at q_off + i * q_stride, key/value row j at k_off / v_off + j * kv_stride.
+struct Inputs {
+  std::vector<float> host;
+  DeviceBuffer<bf16> dev;
+  int64_t q_off = 0, k_off = 0, v_off = 0, q_stride = 0, kv_stride = 0;
+};
+
+void make_inputs(const Case& c, uint64_t seed, Inputs& in) {
+  const int64_t qw = int64_t{c.H} * c.D, kvw = int64_t{c.Hkv} * c.D;
+  if (c.fused) {
+    in.q_stride = in.kv_stride = qw + 2 * kvw;
+    in.q_off = 0;
+    in.k_off = qw;
+    in.v_off = qw + kvw;
+    in.host = tsa::test::random_floats(size_t(c.n_kv) * in.q_stride, seed);
+  } else {
+    in.q_stride = qw;
+    in.kv_stride = kvw;
+    in.q_off = 0;
+    in.k_off = int64_t{c.n_q} * qw;
+    in.v_off = in.k_off + int64_t{c.n_kv} * kvw;
+    in.host = tsa::test::random_floats(size_t(in.v_off + int64_t{c.n_kv} * kvw), seed);
+    for (int64_t i = 0; i < in.k_off; ++i) in.host[i] *= c.q_scale;
+  }
+  in.host = tsa::test::round_bf16(in.host);
+  in.dev.resize(in.host.size());
+  in.dev.upload(tsa::test::to_bf16(in.host));
+}
+
+// Softmax attention of one query over `n` keys (key j is cache row key_row(j)).
+template <class KeyRow>
+void attend(const float* q, const float* k, const float* v, int64_t kv_stride, int64_t n,
+            KeyRow key_row, int D, double scale, float* out) {
+  std::vector<double> s(n);
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* kr = k + key_row(j) * kv_stride;
+    double dot = 0;
+    for (int d = 0; d < D; ++d) dot += double{q[d]} * kr[d];
+    s[j] = dot * scale;
+    mx = std::max(mx, s[j]);
+  }
+  double sum = 0;
+  for (auto& x : s) sum += (x = std::exp(x - mx));
+  std::vector<double> acc(D, 0.0);
+  for (int64_t j = 0; j < n; ++j) {
+    const float* vr = v + key_row(j) * kv_stride;
+    for (int d = 0; d < D; ++d) acc[d] += s[j] * vr[d];
+  }
+  for (int d = 0; d < D; ++d) out[d] = static_cast<float>(acc[d] / sum);
+}
+
+// Reference output [n_q][H * D]. Dense: query i at q_pos0 + i sees keys
+// [max(0, pos - window + 1), pos]. Sparse: head h's compressed query a (row
+// sel[h][a]) sees rows sel[h][0..a]; unselected rows are zero.
+std::vector<float> reference(const Case& c, const Inputs& in, const std::vector<int32_t>* sel,
+                             int n_sel) {
+  const int64_t ow = int64_t{c.H} * c.D;
+  std::vector<float> out(size_t(c.n_q) * ow, 0.f);
+  const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(c.D));
+  const int group = c.H / c.Hkv;
+  const int rows = sel ? n_sel : c.n_q;
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
+  for (int h = 0; h < c.H; ++h) {
+    for (int a = 0; a < rows; ++a) {
+      const float* k = in.host.data() + in.k_off + int64_t{h / group} * c.D;
+      const float* v = in.host.data() + in.v_off + int64_t{h / group} * c.D;
+      if (sel) {
+        const int32_t* list = sel->data() + int64_t{h} * n_sel;
+        const float* q = in.host.data() + in.q_off + int64_t{list[a]} * in.q_stride + h * c.D;
+        attend(
+            q, k, v, in.kv_stride, a + 1, [&](int64_t j) { return int64_t{list[j]}; }, c.D, scale,
+            out.data() + list[a] * ow + h * c.D);
+      } else {
+        const int64_t pos = int64_t{c.q_pos0} + a;
+        const int64_t lo = c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0;
+        const float* q = in.host.data() + in.q_off + int64_t{a} * in.q_stride + h * c.D;
+        attend(
+            q, k, v, in.kv_stride, pos - lo + 1, [&](int64_t j) { return lo + j; }, c.D, scale,
+            out.data() + a * ow + h * c.D);
+      }
+    }
+  }
+  return out;
+}
+
+AttentionParams params_for(const Case& c, const Inputs& in, bf16* o, int64_t o_stride) {
+  AttentionParams p;
+  p.q = in.dev.get() + in.q_off;
+  p.k = in.dev.get() + in.k_off;
+  p.v = in.dev.get() + in.v_off;
+  p.o = o;
+  p.q_stride = in.q_stride;
+  p.kv_stride = in.kv_stride;
+  p.o_stride = o_stride;
+  p.num_heads = c.H;
+  p.num_kv_heads = c.Hkv;
+  p.head_dim = c.D;
+  p.n_q = c.n_q;
+  p.n_kv = c.n_kv;
+  p.q_pos0 = c.q_pos0;
+  p.sliding_window = c.window;
+  p.scale = c.scale;
+  return p;
+}
+
+enum class Kernel { Prefill, Decode };
+
+// Runs one kernel into a poisoned output of row stride o_stride >= H * D and
+// returns the [n_q][H * D] part; checks the padding columns stayed poisoned.
+// Decode uses `workspace` when given, else a poisoned one of the size asked for.
+std::vector<float> run(Kernel kind, const Case& c, const Inputs& in, int64_t o_stride,
+                       const int32_t* sel_dev = nullptr, int n_sel = 0, void* workspace = nullptr) {
+  const int64_t ow = int64_t{c.H} * c.D;
+  DeviceBuffer<bf16> o(size_t(c.n_q) * o_stride);
+  o.poison();
+  AttentionParams p = params_for(c, in, o.get(), o_stride);
+  p.sel = sel_dev;
+  p.n_sel = n_sel;
+  cudaError_t err = cudaSuccess;
+  if (kind == Kernel::Prefill) {
+    err = tsa::kernels::attention_prefill(p, nullptr);
+  } else {
+    DeviceBuffer<unsigned char> ws(
+        workspace ? 0 : std::max<size_t>(1, tsa::kernels::attention_decode_workspace_bytes(p)));
+    if (!workspace) ws.poison();
+    err = tsa::kernels::attention_decode(p, workspace ? workspace : ws.get(), nullptr);
+    if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  }
+  EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<bf16> raw = o.download();
+  std::vector<float> out(size_t(c.n_q) * ow);
+  int64_t untouched_padding = 0, padding = 0;
+  for (int64_t i = 0; i < c.n_q; ++i) {
+    for (int64_t j = 0; j < o_stride; ++j) {
+      const bf16 x = raw[i * o_stride + j];
+      if (j < ow) {
+        out[i * ow + j] = __bfloat162float(x);
+      } else {
+        uint16_t bits;
+        std::memcpy(&bits, &x, 2);
+        ++padding;
+        untouched_padding += bits == 0xFFFF;
+      }
+    }
+  }
+  EXPECT_EQ(untouched_padding, padding) << "kernel wrote outside the H * D columns";
+  return out;
+}
+
+int64_t count_non_finite(const std::vector<float>& v) {
+  return std::count_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+}
+
+std::string describe(const Case& c) {
+  return "H=" + std::to_string(c.H) + " Hkv=" + std::to_string(c.Hkv) +
+         " D=" + std::to_string(c.D) + " n_q=" + std::to_string(c.n_q) +
+         " n_kv=" + std::to_string(c.n_kv) + " q_pos0=" + std::to_string(c.q_pos0) +
+         " window=" + std::to_string(c.window) + (c.fused ? " fused" : "");
+}
+
+void check_against_reference(Kernel kind, const Case& c, uint64_t seed, int64_t o_pad = 0,
+                             void* workspace = nullptr) {
+  SCOPED_TRACE(describe(c));
+  Inputs in;
+  make_inputs(c, seed, in);
+  const auto out = run(kind, c, in, int64_t{c.H} * c.D + o_pad, nullptr, 0, workspace);
+  EXPECT_EQ(count_non_finite(out), 0) << "rows left unwritten";
+  const auto ref = reference(c, in, nullptr, 0);
+  const double err = tsa::test::rel_error(out.data(), ref.data(), out.size());
+  EXPECT_LT(err, kTol);
+}
+
+TEST(AttentionPrefill, DenseMatchesReference) {
+  TSA_REQUIRE_GPU();
+  // {H, Hkv, D, n_q, n_kv, q_pos0, window}
+  const Case cases[] = {
+      {4, 4, 64, 1, 1, 0},           {8, 2, 128, 7, 7, 0},
+      {8, 1, 64, 129, 129, 0},       {8, 2, 128, 1000, 1000, 0},
+      {4, 1, 128, 256, 556, 300},    {8, 8, 64, 77, 1077, 1000},
+      {4, 4, 128, 1, 4000, 3999},    {4, 1, 128, 2048, 2048, 0},
+      {6, 3, 64, 200, 333, 133},     {8, 2, 128, 1000, 1000, 0, 100},
+      {4, 1, 64, 300, 800, 500, 64}, {4, 2, 128, 130, 130, 0, 1},
+      {16, 2, 128, 500, 500, 0},
+  };
+  uint64_t seed = 1;
+  for (const Case& c : cases) check_against_reference(Kernel::Prefill, c, seed++);
+}
+
+TEST(AttentionPrefill, StridesScaleAndSharpScores) {
+  TSA_REQUIRE_GPU();
+  Case fused{8, 2, 128, 333, 333, 0};
+  fused.fused = true;
+  check_against_reference(Kernel::Prefill, fused, 11, /*o_pad=*/24);
+  Case scaled{4, 2, 64, 500, 500, 0};
+  scaled.scale = 0.05f;
+  check_against_reference(Kernel::Prefill, scaled, 12);
+  Case sharp{8, 2, 128, 700, 900, 200};
+  sharp.q_scale = 4.f;
+  check_against_reference(Kernel::Prefill, sharp, 13);
+}
+
+// Sorted per-head index lists of n_sel rows out of n, always holding the last
+// min(n_sel, 64) rows (the observation window of TSA).
+std::vector<int32_t> random_selection(int H, int n, int n_sel, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> sel;
+  const int tail = std::min(n_sel, 64);
+  for (int h = 0; h < H; ++h) {
+    std::vector<int32_t> prefix(n - tail);
+    std::iota(prefix.begin(), prefix.end(), 0);
+    std::shuffle(prefix.begin(), prefix.end(), rng);
+    prefix.resize(n_sel - tail);
+    for (int i = n - tail; i < n; ++i) prefix.push_back(i);
+    std::sort(prefix.begin(), prefix.end());
+    sel.insert(sel.end(), prefix.begin(), prefix.end());
+  }
+  return sel;
+}
+
+struct SparseCase {
+  Case c;
+  int n_sel;
+};
+
+TEST(AttentionPrefill, SparseMatchesReferenceAndZeroesUnselectedRows) {
+  TSA_REQUIRE_GPU();
+  const SparseCase cases[] = {
+      {{4, 1, 128, 1000, 1000}, 600}, {{8, 2, 64, 333, 333}, 150}, {{4, 4, 128, 2048, 2048}, 700},
+      {{2, 1, 64, 64, 64}, 1},        {{4, 2, 128, 300, 300}, 64}, {{8, 8, 64, 5000, 5000}, 1300},
+  };
+  uint64_t seed = 100;
+  for (const auto& sc : cases) {
+    const Case& c = sc.c;
+    SCOPED_TRACE(describe(c) + " n_sel=" + std::to_string(sc.n_sel));
+    Inputs in;
+    make_inputs(c, seed, in);
+    const auto sel = random_selection(c.H, c.n_q, sc.n_sel, seed++);
+    DeviceBuffer<int32_t> sel_dev(sel.size());
+    sel_dev.upload(sel);
+    const int64_t ow = int64_t{c.H} * c.D;
+    const auto out = run(Kernel::Prefill, c, in, ow, sel_dev.get(), sc.n_sel);
+    EXPECT_EQ(count_non_finite(out), 0) << "rows left unwritten";
+    const auto ref = reference(c, in, &sel, sc.n_sel);
+    EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), kTol);
+    // Unselected rows of each head are exactly zero.
+    int64_t nonzero = 0;
+    for (int h = 0; h < c.H; ++h) {
+      std::vector<bool> picked(c.n_q, false);
+      for (int a = 0; a < sc.n_sel; ++a) picked[sel[size_t(h) * sc.n_sel + a]] = true;
+      for (int i = 0; i < c.n_q; ++i) {
+        if (picked[i]) continue;
+        for (int d = 0; d < c.D; ++d) nonzero += out[i * ow + h * c.D + d] != 0.f;
+      }
+    }
+    EXPECT_EQ(nonzero, 0);
+  }
+}
+
+// The sparse launch must equal the dense kernel run head by head on inputs
+// gathered explicitly at the selected rows (same tiles, same arithmetic).
+TEST(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
+  TSA_REQUIRE_GPU();
+  const SparseCase cases[] = {{{4, 2, 128, 1500, 1500}, 777}, {{3, 1, 64, 400, 400}, 400}};
+  uint64_t seed = 200;
+  for (const auto& sc : cases) {
+    const Case& c = sc.c;
+    SCOPED_TRACE(describe(c) + " n_sel=" + std::to_string(sc.n_sel));
+    Inputs in;
+    make_inputs(c, seed, in);
+    const auto sel = random_selection(c.H, c.n_q, sc.n_sel, seed++);
+    DeviceBuffer<int32_t> sel_dev(sel.size());
+    sel_dev.upload(sel);
+    const int64_t ow = int64_t{c.H} * c.D;
+    const auto sparse = run(Kernel::Prefill, c, in, ow, sel_dev.get(), sc.n_sel);
+
+    for (int h = 0; h < c.H; ++h) {
+      Case g{1, 1, c.D, sc.n_sel, sc.n_sel, 0};
+      Inputs gathered;
+      gathered.q_stride = gathered.kv_stride = c.D;
+      gathered.k_off = int64_t{sc.n_sel} * c.D;
+      gathered.v_off = 2 * gathered.k_off;
+      gathered.host.resize(3 * gathered.k_off);
+      const int kvh = h / (c.H / c.Hkv);
+      for (int a = 0; a < sc.n_sel; ++a) {
+        const int64_t row = sel[size_t(h) * sc.n_sel + a];
+        for (int d = 0; d < c.D; ++d) {
+          gathered.host[a * c.D + d] = in.host[in.q_off + row * in.q_stride + h * c.D + d];
+          gathered.host[gathered.k_off + a * c.D + d] =
+              in.host[in.k_off + row * in.kv_stride + kvh * c.D + d];
+          gathered.host[gathered.v_off + a * c.D + d] =
+              in.host[in.v_off + row * in.kv_stride + kvh * c.D + d];
+        }
+      }
+      gathered.dev.resize(gathered.host.size());
+      gathered.dev.upload(tsa::test::to_bf16(gathered.host));
+      const auto dense = run(Kernel::Prefill, g, gathered, c.D);
+      std::vector<float> picked(dense.size());
+      for (int a = 0; a < sc.n_sel; ++a) {
+        const int64_t row = sel[size_t(h) * sc.n_sel + a];
+        std::copy_n(sparse.begin() + row * ow + h * c.D, c.D, picked.begin() + a * c.D);
+      }
+      // Expected bit-identical; the bound only allows for a different FMA contraction.
+      EXPECT_LT(tsa::test::rel_error(picked.data(), dense.data(), dense.size()), 1e-3)
+          << "head " << h;
+    }
+  }
+}
+
+TEST(AttentionDecode, MatchesReference) {
+  TSA_REQUIRE_GPU();
+  // {H, Hkv, D, n_q, n_kv, q_pos0, window}
+  const Case cases[] = {
+      {4, 4, 64, 1, 1, 0},          {8, 2, 128, 1, 2, 1},
+      {8, 2, 64, 3, 63, 60},        {32, 8, 128, 1, 64, 63},
+      {16, 1, 128, 8, 65, 57},      {32, 8, 128, 1, 1000, 999},
+      {8, 1, 64, 3, 4097, 4094},    {32, 8, 128, 1, 70000, 69999},
+      {8, 2, 128, 8, 70000, 69992}, {8, 2, 128, 4, 5000, 4996, 1000},
+      {4, 2, 64, 2, 3000, 2000},    {6, 3, 128, 5, 333, 328, 7},
+  };
+  uint64_t seed = 300;
+  for (const Case& c : cases) check_against_reference(Kernel::Decode, c, seed++);
+}
+
+// Sized the way an engine plans memory: from the shape alone (no pointers,
+// strides or q_pos0), with the most rows and the longest cache.
+TEST(AttentionDecode, OneWorkspaceServesSmallerCalls) {
+  TSA_REQUIRE_GPU();
+  AttentionParams shape;
+  shape.num_heads = 8;
+  shape.num_kv_heads = 2;
+  shape.head_dim = 128;
+  shape.n_q = 8;
+  shape.n_kv = 50000;
+  const size_t bytes = tsa::kernels::attention_decode_workspace_bytes(shape);
+  ASSERT_GT(bytes, 0u);
+  DeviceBuffer<unsigned char> ws(bytes);
+  const Case cases[] = {{8, 2, 128, 1, 50000, 49999}, {8, 2, 128, 8, 50000, 49992},
+                        {8, 2, 128, 3, 20000, 19997}, {8, 2, 128, 5, 777, 772},
+                        {8, 2, 128, 1, 130, 129},     {8, 2, 128, 2, 40000, 39998, 4096}};
+  uint64_t seed = 500;
+  for (const Case& c : cases) {
+    ws.poison();
+    check_against_reference(Kernel::Decode, c, seed++, 0, ws.get());
+  }
+}
+
+TEST(AttentionDecode, AgreesWithPrefill) {
+  TSA_REQUIRE_GPU();
+  const Case c{8, 2, 128, 8, 3008, 3000};
+  Inputs in;
+  make_inputs(c, 400, in);
+  const int64_t ow = int64_t{c.H} * c.D;
+  const auto dec = run(Kernel::Decode, c, in, ow);
+  const auto pre = run(Kernel::Prefill, c, in, ow);
+  EXPECT_LT(tsa::test::rel_error(dec.data(), pre.data(), dec.size()), kTol);
+}
+
+TEST(AttentionArgs, BadArgumentsAreRejected) {
+  TSA_REQUIRE_GPU();
+  DeviceBuffer<bf16> buf(1 << 16);
+  DeviceBuffer<int32_t> sel(64);
+  AttentionParams good;
+  good.q = good.k = good.v = buf.get();
+  good.o = buf.get() + (1 << 15);
+  good.num_heads = 4;
+  good.num_kv_heads = 2;
+  good.head_dim = 64;
+  good.q_stride = good.o_stride = 4 * 64;
+  good.kv_stride = 2 * 64;
+  good.n_q = 8;
+  good.n_kv = 8;
+  using Edit = void (*)(AttentionParams&);
+  const Edit bad[] = {
+      [](AttentionParams& p) { p.head_dim = 96; },
+      [](AttentionParams& p) { p.num_kv_heads = 3; },
+      [](AttentionParams& p) { p.num_kv_heads = 0; },
+      [](AttentionParams& p) { p.n_kv = 7; },
+      [](AttentionParams& p) { p.q_pos0 = 1; },
+      [](AttentionParams& p) { p.n_q = -1; },
+      [](AttentionParams& p) { p.q = nullptr; },
+      [](AttentionParams& p) { p.o = nullptr; },
+      [](AttentionParams& p) { p.q_stride = 4 * 64 + 4; },
+      [](AttentionParams& p) { p.kv_stride = 64; },
+      [](AttentionParams& p) { p.k = p.k + 1; },
+      [](AttentionParams& p) { p.sliding_window = -1; },
+      [](AttentionParams& p) { p.scale = -1.f; },
+      [](AttentionParams& p) { p.scale = NAN; },
+  };
+  for (const Edit& edit : bad) {
+    AttentionParams p = good;
+    edit(p);
+    EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+    EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaErrorInvalidValue);
+  }
+  {
+    AttentionParams p = good;
+    p.head_dim = 96;
+    p.n_kv = 100000;
+    EXPECT_EQ(tsa::kernels::attention_decode_workspace_bytes(p), 0u);
+  }
+  // Sparse-only rules.
+  const Edit bad_sparse[] = {
+      [](AttentionParams& p) { p.n_sel = 0; },
+      [](AttentionParams& p) { p.n_sel = 9; },
+      [](AttentionParams& p) { p.sliding_window = 4; },
+      [](AttentionParams& p) { p.n_kv = 10; },
+  };
+  for (const Edit& edit : bad_sparse) {
+    AttentionParams p = good;
+    p.sel = sel.get();
+    p.n_sel = 4;
+    edit(p);
+    EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+  }
+  // Decode has no sparse mode; a split decode needs its workspace.
+  AttentionParams p = good;
+  p.sel = sel.get();
+  p.n_sel = 4;
+  EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaErrorInvalidValue);
+  p = good;
+  p.n_q = 1;
+  p.n_kv = 100000;
+  p.q_pos0 = 99999;
+  ASSERT_GT(tsa::kernels::attention_decode_workspace_bytes(p), 0u);
+  EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaErrorInvalidValue);
+  // Nothing was launched: no error is pending.
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  // Zero query rows is a no-op.
+  p = good;
+  p.n_q = 0;
+  EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
+  EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaSuccess);
+}
+
+}  // namespace
