@@ -40,10 +40,10 @@ fi
 
 if has test; then
   log "GPU tests"
-  ctest --test-dir "$BUILD" -L gpu --output-on-failure -j4 > "$OUT/gpu_tests.log" 2>&1
+  ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 180 -j4 > "$OUT/gpu_tests.log" 2>&1
   tail -n 25 "$OUT/gpu_tests.log"
   log "CPU tests (sanity on this machine)"
-  ctest --test-dir "$BUILD" -LE gpu -j16 > "$OUT/cpu_tests.log" 2>&1; tail -n 3 "$OUT/cpu_tests.log"
+  ctest --test-dir "$BUILD" -LE gpu -j16 --timeout 120 > "$OUT/cpu_tests.log" 2>&1; tail -n 3 "$OUT/cpu_tests.log"
 fi
 
 if has sanitize; then
@@ -51,7 +51,7 @@ if has sanitize; then
   for t in "$BUILD"/tests/test_attention "$BUILD"/tests/test_elementwise "$BUILD"/tests/test_sampling \
            "$BUILD"/tests/test_cuda_model; do
     [ -x "$t" ] || continue
-    compute-sanitizer --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 \
+    timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 \
       > "$OUT/memcheck_$(basename "$t").log" 2>&1
     echo "memcheck $(basename "$t"): exit $? ($(grep -c 'Invalid\|ERROR SUMMARY: [1-9]' "$OUT/memcheck_$(basename "$t").log") findings)"
   done
@@ -59,10 +59,10 @@ fi
 
 if has bench; then
   log "attention kernels vs torch SDPA (same run)"
-  "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" > "$OUT/bench_attention.txt" 2>&1
-  python3 bench/sdpa_baseline.py --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
+  timeout 150 "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" > "$OUT/bench_attention.txt" 2>&1
+  timeout 150 python3 bench/sdpa_baseline.py --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
   log "whole model: Llama-3.1-8B shape, random weights"
-  "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --prefill 8192,32768,65536,131072 \
+  timeout 240 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --prefill 8192,32768,65536,131072 \
     --decode-ctx 1024,32768,131072 --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1
   cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/tsa_bench_8b.txt"
 fi
