@@ -105,8 +105,10 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   dp.head_dim = static_cast<int32_t>(cfg_.head_dim);
   dp.n_q = static_cast<int32_t>(kDecodeMaxRows);
   dp.n_kv = static_cast<int32_t>(ctx);
-  decode_ws_bytes_ = kernels::attention_decode_workspace_bytes(dp);
-  sample_ws_bytes_ = kernels::sample_workspace_bytes(static_cast<int32_t>(cfg_.vocab_size));
+  // Each workspace piece starts 256-byte aligned (cuBLASLt requires it).
+  auto align = [](size_t b) { return (b + 255) / 256 * 256; };
+  decode_ws_bytes_ = align(kernels::attention_decode_workspace_bytes(dp));
+  sample_ws_bytes_ = align(kernels::sample_workspace_bytes(static_cast<int32_t>(cfg_.vocab_size)));
   po.extra_workspace = decode_ws_bytes_ + sample_ws_bytes_;
   plan_ = plan_memory(cfg_, po);
 
