@@ -169,15 +169,24 @@ def build(name, out_root, texts, seed):
     torch.manual_seed(seed)
     model = cls(cfg).to(dtype)
     # Random init leaves norms at 1 and biases at 0: perturb them so that
-    # every weight matters to the output.
+    # every weight matters. Projections get std 1/sqrt(fan_in), so attention
+    # scores stay O(1) as in trained models (bf16 backends are then compared
+    # on a fair footing); lm_head is scaled up so greedy choices have clear
+    # margins.
     with torch.no_grad():
         for n, p in model.named_parameters():
             if n.endswith("norm.weight"):
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
             elif n.endswith("bias"):
                 p.copy_(0.1 * torch.randn_like(p))
+            elif n.endswith("embed_tokens.weight") and not cfg.tie_word_embeddings:
+                p.copy_(torch.randn_like(p))
+            elif n.endswith("embed_tokens.weight"):  # tied: it is the lm_head too
+                p.copy_(4.0 / p.shape[1] ** 0.5 * torch.randn_like(p))
+            elif n.startswith("lm_head"):
+                p.copy_(4.0 / p.shape[1] ** 0.5 * torch.randn_like(p))
             else:
-                p.copy_(0.25 * torch.randn_like(p))
+                p.copy_(torch.randn_like(p) / p.shape[1] ** 0.5)
     model.save_pretrained(out, max_shard_size=shard or "1GB")
     json.dump({"bos_token_id": bos if bos >= 0 else None, "eos_token_id": eos,
                "do_sample": False}, open(out / "generation_config.json", "w"), indent=2)
