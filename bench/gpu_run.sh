@@ -4,7 +4,7 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [bench] [eval]   (default: build test bench)
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [model]   (default: build test)
 #
 # Carry: .debs (the .deb files of tools/install_deps.sh's libraries, fetched
 # here with apt-get download), and models/SmolLM2-135M-Instruct if present.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/gpu-out}
 mkdir -p "$OUT"
-STAGES=${*:-build test bench}
+STAGES=${*:-build test}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 log() { echo "[gpu_run $(date +%T)] $*"; }
 
@@ -57,12 +57,18 @@ if has sanitize; then
   done
 fi
 
-if has bench; then
-  log "attention kernels vs torch SDPA (same run)"
+if has kernels; then
+  log "attention kernels vs torch SDPA (same run), element-wise kernels"
   timeout 150 "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" > "$OUT/bench_attention.txt" 2>&1
   timeout 150 python3 bench/sdpa_baseline.py --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
+  timeout 60 "$BUILD/bench/bench_elementwise" > "$OUT/bench_elementwise.txt" 2>&1
+  cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/bench_elementwise.txt"
+fi
+
+if has model; then
   log "whole model: Llama-3.1-8B shape, random weights"
-  timeout 240 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --prefill 8192,32768,65536,131072 \
-    --decode-ctx 1024,32768,131072 --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1
-  cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/tsa_bench_8b.txt"
+  timeout 300 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random \
+    --prefill 8192,32768,65536,131072 --decode-ctx 1024,32768,131072 \
+    --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1
+  cat "$OUT/tsa_bench_8b.txt"
 fi
