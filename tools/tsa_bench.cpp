@@ -107,6 +107,9 @@ int main(int argc, char** argv) {
     }
 
     if (!decode_ctx.empty()) {
+      // A context at the model's limit leaves room for the timed steps.
+      const int64_t limit = cfg.max_position_embeddings - decode_steps - 1;
+      for (int64_t& c : decode_ctx) c = std::min(c, limit);
       const int64_t max_ctx = *std::max_element(decode_ctx.begin(), decode_ctx.end());
       tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1, .prefill_chunk = 64});
       std::printf("| context | decode tok/s | ms/token | KV bytes/token |\n| ---: | ---: | ---: | ---: |\n");
