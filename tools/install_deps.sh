@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tsa builds against (skips what is there).
 # Used by tools/setup.sh, tools/test.sh and the Dockerfile: keep them in step.
+#   tools/install_deps.sh [--test]   (--test adds clang for the sanitizer and fuzz builds)
 set -euo pipefail
 PKGS=(cmake g++ make pkg-config xz-utils python3 python3-pip
       libsentencepiece-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev)
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(clang libclang-rt-14-dev libomp-14-dev)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

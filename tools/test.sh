@@ -5,7 +5,7 @@
 #   TSA_BUILD_DIR (default build-test), TSA_CUDA_ARCHS (default 90a), TSA_JOBS
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install_deps.sh
+bash tools/install_deps.sh --test
 
 BUILD=${TSA_BUILD_DIR:-build-test}
 JOBS=${TSA_JOBS:-$(nproc)}
@@ -24,6 +24,26 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/$
 cmake --build "$BUILD" -j"$JOBS"
 # GPU tests carry the label gpu and skip themselves without a GPU; CI has none.
 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" -LE gpu
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build (clang) of the CPU
+# engine: the CPU tests again, then each libFuzzer target for a bounded time
+# on a copy of its seed corpus (tests/fuzz/corpus). TSA_SKIP_SANITIZE=1 skips.
+if [ "${TSA_SKIP_SANITIZE:-0}" != 1 ]; then
+  SAN=${BUILD}-san
+  CC=clang CXX=clang++ cmake -S . -B "$SAN" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSA_ENABLE_CUDA=OFF \
+    -DTSA_SANITIZE=ON -DTSA_FUZZ=ON -DTSA_BUILD_BENCH=OFF
+  cmake --build "$SAN" -j"$JOBS"
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$SAN" --output-on-failure -j"$JOBS" -LE gpu
+  FUZZ_SECONDS=${TSA_FUZZ_SECONDS:-60}
+  for target in safetensors model_config sparsity_config tokenizer; do
+    corpus=$(mktemp -d)
+    cp tests/fuzz/corpus/$target/* "$corpus"/
+    echo "[tsa] fuzzing $target for ${FUZZ_SECONDS}s"
+    "$SAN/tests/fuzz/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=4096 \
+      -print_final_stats=1 "$corpus" 2>&1 | tail -n 3
+    rm -rf "$corpus"
+  done
+fi
 
 # The library as users consume it: install, then find_package(tsa) from outside.
 cmake --install "$BUILD" >/dev/null

@@ -144,10 +144,13 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
   }
 
   const auto t0 = Clock::now();
+  const int64_t n_before = n_past();
   std::span<const float> logits;
   try {
     logits = prefill(prompt, 1, &o);
   } catch (const Cancelled&) {
+    // A half-read prompt is dropped from the sequence.
+    impl_->n_past = n_before;
     t.prefill_ms = ms_since(t0);
     r.stop_reason = StopReason::Cancelled;
     return r;

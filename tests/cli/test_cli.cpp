@@ -159,3 +159,29 @@ TEST(Cli, CudaDeviceAnswersOrSaysWhyNot) {
 
 }  // namespace
 }  // namespace tsa
+
+namespace tsa {
+namespace {
+
+// Ctrl-C during generation stops cleanly: the text so far, the timings
+// block, and the conventional status 130.
+TEST(Cli, CtrlCStopsCleanlyWithTimings) {
+  const auto model = std::filesystem::path(TSA_SOURCE_DIR) / "models" / "SmolLM2-135M-Instruct";
+  if (!std::filesystem::exists(model / "model.safetensors"))
+    GTEST_SKIP() << "needs the default model (slow enough to interrupt)";
+  test::TempDir tmp;
+  const auto out = tmp.path() / "out", err = tmp.path() / "err", rc = tmp.path() / "rc";
+  const std::string cmd = "bash -c '" + std::string(TSA_INFER_BIN) + " -m " + model.string() +
+                          " -p \"Tell me a long story.\" -n 100000 --ignore-eos -t 1 > " +
+                          out.string() + " 2> " + err.string() +
+                          " & pid=$!; sleep 3; kill -INT $pid; wait $pid; echo $? > " +
+                          rc.string() + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_EQ(test::read_file(rc), "130\n");
+  const std::string e = test::read_file(err);
+  EXPECT_NE(e.find("stop: cancelled"), std::string::npos) << e;
+  EXPECT_FALSE(test::read_file(out).empty());
+}
+
+}  // namespace
+}  // namespace tsa

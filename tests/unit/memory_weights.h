@@ -12,13 +12,6 @@
 
 namespace tsa::test {
 
-inline uint16_t f32_to_f16(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
-  uint16_t u;
-  std::memcpy(&u, &h, 2);
-  return u;
-}
-
 // The tensor, plus its values as stored (rounded to the dtype) for references.
 struct MemoryWeight {
   std::vector<uint8_t> bytes;

@@ -275,3 +275,29 @@ TEST(CpuOps, AttentionRejectsBadHeads) {
 
 }  // namespace
 }  // namespace tsa
+
+namespace tsa {
+namespace {
+
+// f32 -> f16 rounds to nearest even: every f16 value converts back to
+// itself, and midpoints between neighbours go to the even one.
+TEST(Dtype, F32ToF16RoundTripsAndRoundsToEven) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float f = f16_to_f32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(f))));
+      continue;
+    }
+    ASSERT_EQ(f32_to_f16(f), h) << h;
+  }
+  for (uint32_t h = 0x0001; h < 0x7bff; h += 7) {  // positive finite, incl. subnormals
+    const float a = f16_to_f32(static_cast<uint16_t>(h)), b = f16_to_f32(static_cast<uint16_t>(h + 1));
+    const float mid = (a + b) / 2;  // exact in float
+    EXPECT_EQ(f32_to_f16(mid), (h & 1) ? h + 1 : h) << h;
+  }
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);
+  EXPECT_EQ(f32_to_f16(-1e-9f), 0x8000);
+}
+
+}  // namespace
+}  // namespace tsa

@@ -1,6 +1,8 @@
 // End to end against Hugging Face: tiny random-weight models of each family
 // (tools/make_golden_models.py) must give transformers' fp32 logits for the
 // prompt within 1e-4 relative, and the same 32 greedy tokens.
+#include <atomic>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -71,6 +73,33 @@ TEST_P(Golden, GreedyTokensMatchTransformers) {
   EXPECT_EQ(r.ids, g["greedy_ids"].get<std::vector<int32_t>>());
   EXPECT_EQ(r.stop_reason, StopReason::MaxTokens);
   EXPECT_EQ(session.n_past(), static_cast<int64_t>(ids.size()) + 31);
+}
+
+TEST_P(Golden, CancelFlagStopsGenerationAndPrefill) {
+  auto engine = Engine::load({.model_dir = dir().string()});
+  const auto ids = golden()["prompt_ids"].get<std::vector<int32_t>>();
+  Session session(engine, {.ctx_size = 256, .prefill_chunk = 8});
+  std::atomic<bool> cancel{false};
+  GenerateOptions o;
+  o.max_new_tokens = 100;
+  o.ignore_eos = true;
+  o.sampling.temperature = 0;
+  o.cancel = &cancel;
+  int tokens = 0;
+  o.on_token = [&](int32_t, std::string_view) {
+    if (++tokens == 3) cancel = true;  // as a SIGINT handler would
+    return true;
+  };
+  const GenerateResult r = session.generate(ids, o);
+  EXPECT_EQ(r.stop_reason, StopReason::Cancelled);
+  EXPECT_EQ(r.ids.size(), 3u);
+  // Cancelled before the prompt is done: prefill stops between chunks.
+  session.reset();
+  cancel = true;
+  const GenerateResult p = session.generate(ids, o);
+  EXPECT_EQ(p.stop_reason, StopReason::Cancelled);
+  EXPECT_TRUE(p.ids.empty());
+  EXPECT_EQ(session.n_past(), 0);  // the half-read prompt is dropped
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, Golden,
