@@ -33,7 +33,8 @@ if [ "${TSA_SKIP_SANITIZE:-0}" != 1 ]; then
   CC=clang CXX=clang++ cmake -S . -B "$SAN" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTSA_ENABLE_CUDA=OFF \
     -DTSA_SANITIZE=ON -DTSA_FUZZ=ON -DTSA_BUILD_BENCH=OFF
   cmake --build "$SAN" -j"$JOBS"
-  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$SAN" --output-on-failure -j"$JOBS" -LE gpu
+  export ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+  ctest --test-dir "$SAN" --output-on-failure -j"$JOBS" -LE gpu
   FUZZ_SECONDS=${TSA_FUZZ_SECONDS:-60}
   for target in safetensors model_config sparsity_config tokenizer; do
     corpus=$(mktemp -d)

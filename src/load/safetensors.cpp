@@ -190,7 +190,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   json header;
   try {
     header = json::parse(base + 8, base + 8 + header_len);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range on number overflow
     fail(path, fmt::format("header is not valid JSON: {}", e.what()));
   }
   if (!header.is_object()) fail(path, "header is not a JSON object");

@@ -36,7 +36,7 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
   json j;
   try {
     j = json::parse(read_text(index_path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range on number overflow
     throw Error(fmt::format("{}: not valid JSON: {}", where, e.what()));
   }
   if (!j.is_object()) throw Error(fmt::format("{}: not a JSON object", where));

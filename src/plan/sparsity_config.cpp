@@ -79,7 +79,7 @@ class Parser {
     };
     try {
       return ojson::parse(text, on_event);
-    } catch (const ojson::parse_error& e) {
+    } catch (const ojson::exception& e) {  // parse_error, or out_of_range on number overflow
       fail("", fmt::format("not valid JSON: {}", e.what()));
     }
   }

@@ -24,7 +24,7 @@ json read_tokenizer_json(const std::string& path) {
     json j = json::parse(ss.str());
     if (!j.is_object()) throw Error(path + ": expected a JSON object");
     return j;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range on number overflow
     throw Error(path + ": not valid JSON: " + e.what());
   }
 }

@@ -23,7 +23,7 @@ std::optional<json> read_json(const fs::path& path) {
   ss << f.rdbuf();
   try {
     return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range on number overflow
     throw Error(path.string() + ": not valid JSON: " + e.what());
   }
 }

@@ -133,10 +133,11 @@ std::vector<RetrievalCell> run_retrieval(std::shared_ptr<const Engine> engine, c
         const auto needle = tok.encode(t.needle, false);
         const int64_t offset = std::uniform_int_distribution<int64_t>(
             0, static_cast<int64_t>(hay.ids.size()) - 1)(rng);
-        const auto ids = layout(head, needle, tail, hay, len, depth, offset);
-        s.reset();
         GenerateOptions g;
         g.max_new_tokens = static_cast<int64_t>(tok.encode(" " + t.expected, false).size()) + 6;
+        // Prompt and answer together fit in `len` tokens.
+        const auto ids = layout(head, needle, tail, hay, len - g.max_new_tokens, depth, offset);
+        s.reset();
         g.sampling.temperature = 0;
         const GenerateResult r = s.generate(ids, g);
         c.trials += 1;
