@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -181,6 +182,137 @@ TEST(Cli, CtrlCStopsCleanlyWithTimings) {
   const std::string e = test::read_file(err);
   EXPECT_NE(e.find("stop: cancelled"), std::string::npos) << e;
   EXPECT_FALSE(test::read_file(out).empty());
+}
+
+}  // namespace
+}  // namespace tsa
+
+namespace tsa {
+namespace {
+
+// Every class of bad input gives one error line that names the file and the
+// problem, and exit status 1.
+class BrokenModel : public ::testing::Test {
+ protected:
+  void SetUp() override { model_ = copy_model(tmp_, "qwen2-bias-tied"); }
+  std::filesystem::path file(const char* name) const { return model_ / name; }
+  CliRun run(const std::string& extra = "") {
+    return run_infer("-m " + model_.string() + " -p hi -n 2 " + extra);
+  }
+  // Rewrites model.safetensors' header through `edit` (data bytes unchanged).
+  template <typename F>
+  void edit_header(F edit) {
+    std::string bytes = test::read_file(file("model.safetensors"));
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; --i) len = (len << 8) | static_cast<uint8_t>(bytes[i]);
+    auto header = nlohmann::json::parse(bytes.substr(8, len));
+    edit(header);
+    std::string text = header.dump();
+    while ((text.size() + 8) % 8) text.push_back(' ');
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+    test::write_file(file("model.safetensors"), out + text + bytes.substr(8 + len));
+  }
+  void edit_config(const std::function<void(nlohmann::json&)>& edit) {
+    auto j = nlohmann::json::parse(test::read_file(file("config.json")));
+    edit(j);
+    test::write_file(file("config.json"), j.dump());
+  }
+  test::TempDir tmp_;
+  std::filesystem::path model_;
+};
+
+TEST_F(BrokenModel, HeaderLengthPastTheFile) {
+  std::string bytes = test::read_file(file("model.safetensors"));
+  const uint64_t huge = bytes.size() + 100;
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((huge >> (8 * i)) & 0xff);
+  test::write_file(file("model.safetensors"), bytes);
+  expect_one_error(run(), "model.safetensors");
+  expect_one_error(run(), "past the end of the file");
+}
+
+TEST_F(BrokenModel, HeaderNotJson) {
+  std::string bytes = test::read_file(file("model.safetensors"));
+  bytes.replace(8, 6, "#notjs");
+  test::write_file(file("model.safetensors"), bytes);
+  expect_one_error(run(), "not valid JSON");
+}
+
+TEST_F(BrokenModel, OffsetsOutOfRange) {
+  edit_header([](nlohmann::json& h) {
+    auto& t = h["model.norm.weight"]["data_offsets"];
+    t[1] = t[1].get<uint64_t>() + (1u << 30);
+  });
+  expect_one_error(run(), "model.norm.weight");
+}
+
+TEST_F(BrokenModel, OverlappingTensors) {
+  edit_header([](nlohmann::json& h) {
+    h["model.norm.weight"]["data_offsets"] = h["model.layers.0.input_layernorm.weight"]["data_offsets"];
+  });
+  expect_one_error(run(), "overlap");
+}
+
+TEST_F(BrokenModel, DtypeTheArchitectureCannotUse) {
+  edit_header([](nlohmann::json& h) {
+    auto& t = h["model.norm.weight"];
+    t["dtype"] = "I16";  // same byte size as F16: only the dtype is wrong
+  });
+  expect_one_error(run(), "I16");
+}
+
+TEST_F(BrokenModel, ShapeNotMatchingTheArchitecture) {
+  edit_header([](nlohmann::json& h) {
+    h["model.layers.1.self_attn.q_proj.weight"]["shape"] = {128, 512};  // same numel
+  });
+  const CliRun r = run();
+  expect_one_error(r, "model.layers.1.self_attn.q_proj.weight");
+  EXPECT_NE(r.err.find("[256, 256]"), std::string::npos) << r.err;
+}
+
+TEST_F(BrokenModel, ConfigMissingKey) {
+  edit_config([](nlohmann::json& j) { j.erase("hidden_size"); });
+  expect_one_error(run(), "hidden_size");
+}
+
+TEST_F(BrokenModel, ConfigZeroHeads) {
+  edit_config([](nlohmann::json& j) { j["num_attention_heads"] = 0; });
+  expect_one_error(run(), "num_attention_heads");
+}
+
+TEST_F(BrokenModel, ConfigHeadsNotDividing) {
+  edit_config([](nlohmann::json& j) { j["num_key_value_heads"] = 3; });
+  expect_one_error(run(), "num_key_value_heads");
+}
+
+TEST_F(BrokenModel, ConfigUnknownRopeType) {
+  edit_config([](nlohmann::json& j) { j["rope_scaling"] = {{"type", "longrope"}, {"factor", 2.0}}; });
+  expect_one_error(run(), "longrope");
+}
+
+TEST_F(BrokenModel, TokenizerMissing) {
+  std::filesystem::remove(file("tokenizer.json"));
+  expect_one_error(run(), "tokenizer");
+}
+
+TEST_F(BrokenModel, TokenizerCorrupt) {
+  test::write_file(file("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", ");
+  expect_one_error(run(), "tokenizer.json");
+}
+
+TEST_F(BrokenModel, SparsityConfigErrors) {
+  const auto cfg = tmp_.path() / "sparse.json";
+  auto check = [&](const std::string& text, const std::string& problem) {
+    test::write_file(cfg, text);
+    const CliRun r = run("--config " + cfg.string());
+    expect_one_error(r, "sparse.json");
+    EXPECT_NE(r.err.find(problem), std::string::npos) << text << "\n" << r.err;
+  };
+  check(R"({"defaults": {"coverag": 0.1}})", "coverag");
+  check(R"({"defaults": {"coverage": 1.0}})", "coverage");
+  check(R"({"defaults": {"window": -4}})", "window");
+  check(R"({"layers": {"7": {"mode": "tsa"}}})", "7");
+  check(R"({"layers": )", "JSON");
 }
 
 }  // namespace
