@@ -45,7 +45,7 @@ struct SessionOptions {
   int64_t prefill_chunk = 0;  // prompt tokens per forward pass; 0 = backend default
   std::string dump_dir;     // debug: write named intermediates ("attn_out-3") as .npy here
   std::string dump_filter;  // only names containing this ("" = all)
-  bool profile = false;     // time each layer's attention (GPU events; see Session::profile)
+  bool profile = false;  // per-layer timings (GPU) and drift (CPU); see Session::profile
 };
 
 // What the last forward call did: attention time per layer (selection
@@ -57,6 +57,10 @@ struct ForwardProfile {
   // Token Sparse Attention of the last forward, per layer (every backend):
   // prefix tokens each head kept, or -1 where the layer ran dense.
   std::vector<int64_t> tsa_keep;
+  // Representation drift per layer (CPU backend with profile): mean over the
+  // call's tokens of ||h_out - h_in|| / ||h_in||, h the residual stream before
+  // and after the whole decoder layer (what tsa-profile ranks layers by).
+  std::vector<double> layer_drift;
 };
 
 struct SamplingOptions {

@@ -93,7 +93,8 @@ class CpuRunner final : public ModelRunner {
         w_((check_weights(w, cfg), w)),
         sparsity_(sparsity && sparsity->any_sparse() ? sparsity : nullptr),
         cache_(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, context_size(cfg, o)),
-        dump_(o.dump_dir, o.dump_filter) {
+        dump_(o.dump_dir, o.dump_filter),
+        measure_drift_(o.profile) {
     if (sparsity_ && static_cast<int64_t>(sparsity_->layers.size()) != cfg.num_layers)
       throw Error("CPU model: the sparsity plan does not match the layer count");
   }
@@ -121,6 +122,8 @@ class CpuRunner final : public ModelRunner {
   const SparsityPlan* sparsity_;  // null when every layer is dense
   KvCacheCpu cache_;
   Dumper dump_;
+  bool measure_drift_;
+  std::vector<float> x_in_;  // residual stream entering the layer (drift only)
   int64_t n_cached_ = 0;  // positions [0, n_cached_) hold valid K/V
 
   // Per-call scratch, [n, width], grown to the largest chunk seen and kept.
@@ -206,8 +209,10 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
   cpu::embed(*w_.tok_embd, ids.data(), n, x);
   dump_("inp_embd", -1, x, {n, H});
 
+  profile_.layer_drift.assign(measure_drift_ ? cfg_.num_layers : 0, 0.0);
   for (int64_t il = 0; il < cfg_.num_layers; ++il) {
     const LayerWeights& L = w_.layers[il];
+    if (measure_drift_) x_in_.assign(x, x + n * H);
 
     cpu::rmsnorm(x, n, H, *L.attn_norm, eps, cur);
     dump_("attn_norm", il, cur, {n, H});
@@ -241,6 +246,19 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
     dump_("ffn_out", il, proj, {n, H});
     cpu::add_inplace(x, proj, n * H);
     dump_("l_out", il, x, {n, H});
+    if (measure_drift_) {
+      double sum = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        double d2 = 0, in2 = 0;
+        for (int64_t j = 0; j < H; ++j) {
+          const double a = x_in_[i * H + j], b = x[i * H + j];
+          d2 += (b - a) * (b - a);
+          in2 += a * a;
+        }
+        sum += std::sqrt(d2) / std::max(std::sqrt(in2), 1e-30);
+      }
+      profile_.layer_drift[il] = sum / n;
+    }
   }
   n_cached_ = pos0 + n;
 

@@ -317,3 +317,41 @@ TEST_F(BrokenModel, SparsityConfigErrors) {
 
 }  // namespace
 }  // namespace tsa
+
+namespace tsa {
+namespace {
+
+// tsa-profile writes a config that tsa-infer accepts; tsa-eval prints its
+// tables and JSON on a golden model.
+TEST(Tools, ProfileWritesAUsableConfigAndEvalRuns) {
+  const auto data = test::shared_data_dir();
+  if (data.empty()) GTEST_SKIP() << "no ../shared/data";
+  test::TempDir tmp;
+  const auto cfg = tmp.path() / "profiled.json";
+  const std::string model = golden("llama-gqa-llama3rope").string();
+  const std::string hay = (data / "pg_essays").string();
+  const std::string prof = std::string(TSA_PROFILE_BIN) + " -m " + model + " --haystack " + hay +
+                           " --length 300 --window 8 --min-tokens 16 -o " + cfg.string() +
+                           " 2>/dev/null";
+  ASSERT_EQ(std::system(prof.c_str()), 0);
+  const auto j = nlohmann::json::parse(test::read_file(cfg));
+  EXPECT_EQ(j["layers"].size(), 2u);  // 3 layers, median: two at or below it
+  const CliRun r = run_infer("-m " + model + " -p 'Hello there, friend' -n 3 --temp 0 --config " +
+                             cfg.string());
+  EXPECT_EQ(r.status, 0) << r.err;
+
+  const auto json_out = tmp.path() / "eval.json";
+  const std::string eval = std::string(TSA_EVAL_BIN) + " -m " + model + " --haystack " + hay +
+                           " --tasks ppl,passkey,agree --lengths 384,512 --depths 0,1 --trials 1 " +
+                           "--last-n 16 -q --config-b " + cfg.string() + " --json " +
+                           json_out.string() + " > " + (tmp.path() / "eval.md").string();
+  ASSERT_EQ(std::system(eval.c_str()), 0);
+  const auto e = nlohmann::json::parse(test::read_file(json_out));
+  EXPECT_EQ(e["perplexity"].size(), 2u);
+  EXPECT_EQ(e["passkey"].size(), 4u);
+  EXPECT_EQ(e["agreement"]["rows"].size(), 2u);
+  EXPECT_NE(test::read_file(tmp.path() / "eval.md").find("| length |"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tsa

@@ -368,6 +368,41 @@ TEST(CpuModel, DumpsNamedIntermediatesAsNpy) {
             std::vector<float>(emb.begin() + ids[0] * H, emb.begin() + (ids[0] + 1) * H));
 }
 
+// With profile on, layer_drift is the mean over tokens of
+// ||h_out - h_in|| / ||h_in|| around each layer, recomputed here from the dumps.
+TEST(CpuModel, ProfileMeasuresLayerDrift) {
+  const auto model = make_tiny({});
+  const test::TempDir tmp;
+  const auto dir = tmp.path() / "dumps";
+  auto runner = make_cpu_runner(model->cfg, model->w, {.dump_dir = dir.string(), .profile = true});
+  const auto ids = random_ids(7, 3, model->cfg.vocab_size);
+  std::vector<float> logits;
+  runner->forward(ids, 0, 1, logits);
+  const auto& drift = runner->profile().layer_drift;
+  ASSERT_EQ(static_cast<int64_t>(drift.size()), model->cfg.num_layers);
+  std::vector<float> in, out;
+  read_npy(dir / "p0_inp_embd.npy", in);
+  const int64_t H = model->cfg.hidden_size, n = 7;
+  for (int64_t l = 0; l < model->cfg.num_layers; ++l) {
+    read_npy(dir / ("p0_l_out-" + std::to_string(l) + ".npy"), out);
+    double want = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double d2 = 0, in2 = 0;
+      for (int64_t j = 0; j < H; ++j) {
+        d2 += std::pow(double(out[i * H + j]) - in[i * H + j], 2);
+        in2 += std::pow(double(in[i * H + j]), 2);
+      }
+      want += std::sqrt(d2 / in2) / n;
+    }
+    EXPECT_NEAR(drift[l], want, 1e-6 * want) << "layer " << l;
+    in = out;
+  }
+  // Without profile nothing is measured.
+  auto plain = make_cpu_runner(model->cfg, model->w, {});
+  plain->forward(ids, 0, 1, logits);
+  EXPECT_TRUE(plain->profile().layer_drift.empty());
+}
+
 TEST(CpuModel, DumpFilterSelectsNames) {
   const auto model = make_tiny({});
   const test::TempDir tmp;
