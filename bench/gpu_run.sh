@@ -66,7 +66,17 @@ if has kernels; then
 fi
 
 if has model; then
-  log "whole model: Llama-3.1-8B shape, random weights"
+  log "copy bandwidth (the decode bound), then the whole model: Llama-3.1-8B shape, random weights"
+  python3 -c "
+import torch
+x = torch.empty(2**30, dtype=torch.uint8, device='cuda'); y = torch.empty_like(x)
+for _ in range(3): y.copy_(x)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+s.record()
+for _ in range(20): y.copy_(x)
+e.record(); torch.cuda.synchronize()
+print(f'device-to-device copy: {2 * 20 * 2**30 / (s.elapsed_time(e) * 1e-3) / 1e9:.0f} GB/s (read + write)')
+" | tee "$OUT/copy_bandwidth.txt"
   timeout 300 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random \
     --prefill 8192,32768,65536,131072 --decode-ctx 1024,32768,131072 \
     --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1

@@ -77,31 +77,40 @@ int main(int argc, char** argv) {
                 engine->load_ms());
 
     if (!prefill.empty()) {
+      // Each prompt is followed by kAfter decode steps, inside the model's context.
+      constexpr int64_t kAfter = 8;
+      for (int64_t& len : prefill) len = std::min(len, cfg.max_position_embeddings - kAfter);
       const int64_t max_len = *std::max_element(prefill.begin(), prefill.end());
-      tsa::Session s(engine, {.ctx_size = max_len, .profile = true});
+      tsa::Session s(engine, {.ctx_size = max_len + kAfter, .profile = true});
       s.prefill(random_ids(std::min<int64_t>(4096, max_len)));  // warm-up: handles, GEMM plans
       std::printf("| prompt | TTFT ms | prefill tok/s | attention ms (all layers) | attention "
-                  "TFLOP/s per layer | attention share |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+                  "TFLOP/s per layer | attention share | then decode tok/s |\n"
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
       for (int64_t len : prefill) {
         s.reset();
         const auto ids = random_ids(len);
         const auto t0 = Clock::now();
-        const int32_t first = argmax(s.prefill(ids));
+        int32_t t = argmax(s.prefill(ids));
         const double ttft = ms_since(t0);
-        (void)first;
-        const auto& prof = s.profile();
+        const tsa::ForwardProfile prof = s.profile();
+        const auto t1 = Clock::now();
+        for (int64_t i = 0; i < kAfter; ++i) t = argmax(s.decode(t));
+        const double after_tps = kAfter / ms_since(t1) * 1e3;
         const double attn_ms = std::accumulate(prof.attention_ms.begin(), prof.attention_ms.end(), 0.0);
         // Causal attention FLOPs of one layer: QK^T and PV over the lower triangle.
         const double flops = 4.0 * double(len) * double(len) / 2 * cfg.head_dim * cfg.num_heads;
         const double per_layer_ms = attn_ms / cfg.num_layers;
         const double tflops = flops / (per_layer_ms * 1e-3) / 1e12;
-        std::printf("| %lld | %.1f | %.0f | %.1f | %.1f | %.0f%% |\n", static_cast<long long>(len),
-                    ttft, len / ttft * 1e3, attn_ms, tflops, 100 * attn_ms / prof.forward_ms);
+        std::printf("| %lld | %.1f | %.0f | %.1f | %.1f | %.0f%% | %.1f |\n",
+                    static_cast<long long>(len), ttft, len / ttft * 1e3, attn_ms, tflops,
+                    100 * attn_ms / prof.forward_ms, after_tps);
         std::fflush(stdout);
         j["prefill"].push_back({{"tokens", len}, {"ttft_ms", ttft},
                                 {"tokens_per_s", len / ttft * 1e3}, {"forward_ms", prof.forward_ms},
                                 {"attention_ms", prof.attention_ms},
-                                {"attention_tflops_per_layer", tflops}});
+                                {"attention_tflops_per_layer", tflops},
+                                {"tsa_keep", prof.tsa_keep},
+                                {"decode_after_tokens_per_s", after_tps}});
       }
       std::printf("\n");
     }
@@ -112,7 +121,14 @@ int main(int argc, char** argv) {
       for (int64_t& c : decode_ctx) c = std::min(c, limit);
       const int64_t max_ctx = *std::max_element(decode_ctx.begin(), decode_ctx.end());
       tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1, .prefill_chunk = 64});
-      std::printf("| context | decode tok/s | ms/token | KV bytes/token |\n| ---: | ---: | ---: | ---: |\n");
+      const double qkv = double(cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim;
+      const double weight_bytes =
+          2.0 * (double(cfg.vocab_size) * cfg.hidden_size * (cfg.tie_word_embeddings ? 1 : 2) +
+                 cfg.num_layers * (cfg.hidden_size * qkv +
+                                   double(cfg.hidden_size) * cfg.num_heads * cfg.head_dim +
+                                   3.0 * cfg.hidden_size * cfg.intermediate_size));
+      std::printf("| context | decode tok/s | ms/token | bytes read/token | GB/s |\n"
+                  "| ---: | ---: | ---: | ---: | ---: |\n");
       for (int64_t ctx : decode_ctx) {
         s.fill_cache_random(ctx);
         int32_t t = tok(rng);
@@ -120,13 +136,17 @@ int main(int argc, char** argv) {
         const auto t0 = Clock::now();
         for (int64_t i = 0; i < decode_steps; ++i) t = argmax(s.decode(t));
         const double ms = ms_since(t0) / decode_steps;
-        const double kv_bytes = 2.0 * cfg.num_layers * (ctx + decode_steps) * cfg.num_kv_heads *
-                                cfg.head_dim * 2;
-        std::printf("| %lld | %.1f | %.3f | %.0f MB |\n", static_cast<long long>(ctx), 1e3 / ms, ms,
-                    kv_bytes / 1e6);
+        // What one step must read at least: every weight once and the K/V
+        // of every cached position (bf16).
+        const double kv_bytes = 2.0 * cfg.num_layers * (ctx + decode_steps / 2) *
+                                cfg.num_kv_heads * cfg.head_dim * 2;
+        const double gbps = (weight_bytes + kv_bytes) / (ms * 1e-3) / 1e9;
+        std::printf("| %lld | %.1f | %.3f | %.0f MB | %.0f |\n", static_cast<long long>(ctx),
+                    1e3 / ms, ms, (weight_bytes + kv_bytes) / 1e6, gbps);
         std::fflush(stdout);
         j["decode"].push_back({{"context", ctx}, {"tokens_per_s", 1e3 / ms}, {"ms_per_token", ms},
-                               {"kv_bytes", kv_bytes}});
+                               {"kv_bytes", kv_bytes}, {"weight_bytes", weight_bytes},
+                               {"achieved_gb_per_s", gbps}});
       }
     }
     if (json_path == "-") {
