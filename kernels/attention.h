@@ -60,8 +60,8 @@ cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream);
 // (attention_prefill_sm90_available()), else kSm80; the environment variable
 // TSA_ATTENTION_KERNEL=sm80|sm90, read once, replaces kAuto (other values are
 // ignored). Forcing kSm90 where it is not available returns
-// cudaErrorNoKernelImageForDevice. Both kernels compute the same function
-// (same tiling of the softmax is not promised: results agree to rounding).
+// cudaErrorNoKernelImageForDevice. Both compute the same function and check
+// the same arguments; their results agree to bf16 rounding (different tiles).
 //   kSm80: FlashAttention-2 structure (mma.sync, cp.async), any sm_80+ GPU.
 //   kSm90: FlashAttention-3 structure (wgmma, TMA, warp specialization), H100/H200.
 enum class PrefillKernel { kAuto, kSm80, kSm90 };

@@ -25,8 +25,12 @@ cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream, Pre
   if (kernel == PrefillKernel::kAuto) kernel = kernel_from_env();
   if (kernel == PrefillKernel::kAuto)
     kernel = attn::sm90_prefill_ready() ? PrefillKernel::kSm90 : PrefillKernel::kSm80;
-  return kernel == PrefillKernel::kSm90 ? attn::prefill_sm90(p, stream)
-                                        : attn::prefill_sm80(p, stream);
+  if (kernel == PrefillKernel::kSm90) return attn::prefill_sm90(p, stream);
+  // The sm_80 kernel does not read n_sel_device on this branch (its support
+  // comes with the change that adds it there): refuse rather than attend over
+  // the upper bound n_sel.
+  if (p.sel != nullptr && p.n_sel_device != nullptr) return cudaErrorNotSupported;
+  return attn::prefill_sm80(p, stream);
 }
 
 cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream) {

@@ -42,7 +42,6 @@ constexpr int kBM = 128;                    // query rows per CTA
 constexpr int kBN = 128;                    // keys per tile
 constexpr int kThreads = 384;               // producer + 2 consumer warpgroups
 constexpr uint32_t kHalfBytes = kBN * 128;  // one 64-column half of a 128-row tile
-constexpr int kTurnBarrier = 1;             // named barriers 1, 2: consumer turns
 
 template <int D, bool kSparse>
 struct Sm90Tile {
@@ -51,7 +50,6 @@ struct Sm90Tile {
   static constexpr uint32_t kTileBytes = kHalves * kHalfBytes;  // a Q, K or V tile
   // Q + K and V rings, plus slack to align the base to 1024 bytes (swizzle atom).
   static constexpr size_t kSmemBytes = 1024 + size_t(1 + 2 * kStages) * kTileBytes;
-  static constexpr int kBarriers = 1 + 4 * kStages;
 };
 
 struct Sm90Args {
@@ -62,6 +60,10 @@ struct Sm90Args {
   int32_t group;     // query heads per KV head
   float scale_log2;  // scale * log2(e)
 };
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+constexpr int kTurnBarrier = 1;  // named barriers 1, 2: consumer turns
 
 // What one CTA works on (positions: original ones dense, compressed sparse).
 struct CtaWork {
@@ -85,8 +87,6 @@ struct Rings {
     return bars + 8u * (1 + (is_v ? 3 * stages : stages) + s);
   }
 };
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 // Sparse: zeroes the original rows of this head that no CTA writes: the gap
 // before each compressed row i of this tile, (sel[i-1], sel[i]) (from row 0
@@ -386,7 +386,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int S = Tile::kStages;
   // Static, so that a build with this body reports shared memory in
   // cudaFuncGetAttributes (how sm90_prefill_ready() tells it from an empty one).
-  __shared__ __align__(8) uint64_t bars[Tile::kBarriers];
+  __shared__ __align__(8) uint64_t bars[1 + 4 * S];
   extern __shared__ unsigned char smem_raw[];
 
   const AttentionParams& p = a.p;
