@@ -6,9 +6,12 @@
 //                   (random, the last 128 always kept) FLOPs = 4 * n_sel^2 * D * H / 2
 //   decode          1 query against a cache of `ctx`  bytes = K + V read = 4 * ctx * Hkv * D
 // bench/sdpa_baseline.py prints the same rows for torch SDPA (cuDNN, flash).
+// Prefill rows are timed for each prefill kernel asked for (--kernels; sm90
+// only where attention_prefill_sm90_available()).
 //
 //   bench_attention [--lengths 8192,32768,65536,131072] [--keep 0.456,0.326]
-//                   [--contexts 1024,32768,131072] [--repeats 10] [--json out.json]
+//                   [--contexts 1024,32768,131072] [--kernels sm80,sm90]
+//                   [--repeats 10] [--json out.json]
 // The table goes to stdout; --json also writes the rows to a file.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -20,6 +23,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -28,6 +32,7 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 using tsa::kernels::AttentionParams;
+using tsa::kernels::PrefillKernel;
 
 constexpr int kH = 32, kHkv = 8, kD = 128;
 constexpr int kWindow = 128;  // rows every head keeps in sparse mode (TSA's window)
@@ -118,8 +123,9 @@ std::vector<int32_t> random_selection(int64_t L, int64_t n_sel, uint64_t seed) {
 
 struct Row {
   std::string kind;
-  int64_t L;    // sequence length (prefill) or context (decode)
-  double keep;  // kept fraction (sparse), else 1
+  std::string kernel;  // prefill kernel (sm80, sm90), "-" for decode
+  int64_t L;           // sequence length (prefill) or context (decode)
+  double keep;         // kept fraction (sparse), else 1
   double ms, tflops, gbps;
 };
 
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> lengths = {8192, 32768, 65536, 131072};
   std::vector<double> keeps = {0.456, 0.326};
   std::vector<int64_t> contexts = {1024, 32768, 131072};
+  std::string kernel_list = "sm80,sm90";
   int repeats = 10;
   std::string json_path;
   for (int i = 1; i < argc; ++i) {
@@ -142,15 +149,27 @@ int main(int argc, char** argv) {
       keeps = parse_list(argv[++i]);
     } else if (a == "--contexts" && has_value) {
       contexts = parse_ints(argv[++i]);
+    } else if (a == "--kernels" && has_value) {
+      kernel_list = argv[++i];
     } else if (a == "--repeats" && has_value) {
       repeats = std::max(1, std::atoi(argv[++i]));
     } else {
       std::fprintf(stderr,
                    "usage: %s [--lengths a,b,..] [--keep f,..] [--contexts a,b,..] "
-                   "[--repeats n] [--json out.json]\n",
+                   "[--kernels sm80,sm90] [--repeats n] [--json out.json]\n",
                    argv[0]);
       return 2;
     }
+  }
+
+  std::vector<std::pair<std::string, PrefillKernel>> kernels;
+  if (kernel_list.find("sm80") != std::string::npos)
+    kernels.push_back({"sm80", PrefillKernel::kSm80});
+  if (kernel_list.find("sm90") != std::string::npos) {
+    if (tsa::kernels::attention_prefill_sm90_available())
+      kernels.push_back({"sm90", PrefillKernel::kSm90});
+    else
+      std::fprintf(stderr, "sm90 prefill kernel not available on this GPU/build: skipped\n");
   }
 
   int dev = 0;
@@ -188,9 +207,13 @@ int main(int argc, char** argv) {
     AttentionParams p = base;
     p.n_q = p.n_kv = static_cast<int32_t>(L);
     const int reps = L >= 65536 ? std::max(1, repeats / 2) : repeats;
-    const double ms = time_ms([&] { return tsa::kernels::attention_prefill(p, nullptr); }, 2, reps);
-    const double flops = 4.0 * double(L) * double(L) * kD * kH / 2;
-    rows.push_back({"prefill_dense", L, 1.0, ms, flops / ms * 1e-9, 0.0});
+    for (const auto& [name, kernel] : kernels) {
+      const double ms = time_ms(
+          [&, kernel = kernel] { return tsa::kernels::attention_prefill(p, nullptr, kernel); }, 2,
+          reps);
+      const double flops = 4.0 * double(L) * double(L) * kD * kH / 2;
+      rows.push_back({"prefill_dense", name, L, 1.0, ms, flops / ms * 1e-9, 0.0});
+    }
 
     for (double keep : keeps) {
       const int64_t n_sel = std::clamp<int64_t>(int64_t(keep * double(L)), 1, L);
@@ -202,10 +225,13 @@ int main(int argc, char** argv) {
       AttentionParams s = p;
       s.sel = sel_dev;
       s.n_sel = static_cast<int32_t>(n_sel);
-      const double sms =
-          time_ms([&] { return tsa::kernels::attention_prefill(s, nullptr); }, 2, reps);
-      const double sflops = 4.0 * double(n_sel) * double(n_sel) * kD * kH / 2;
-      rows.push_back({"prefill_sparse", L, keep, sms, sflops / sms * 1e-9, 0.0});
+      for (const auto& [name, kernel] : kernels) {
+        const double sms = time_ms(
+            [&, kernel = kernel] { return tsa::kernels::attention_prefill(s, nullptr, kernel); }, 2,
+            reps);
+        const double sflops = 4.0 * double(n_sel) * double(n_sel) * kD * kH / 2;
+        rows.push_back({"prefill_sparse", name, L, keep, sms, sflops / sms * 1e-9, 0.0});
+      }
       CHECK_CUDA(cudaFree(sel_dev));
     }
   }
@@ -221,14 +247,15 @@ int main(int argc, char** argv) {
         time_ms([&] { return tsa::kernels::attention_decode(p, ws, nullptr); }, 5, 5 * repeats);
     const double bytes = 2.0 * double(ctx) * kvw * sizeof(bf16);
     rows.push_back(
-        {"decode", ctx, 1.0, ms, 4.0 * double(ctx) * kD * kH / ms * 1e-9, bytes / ms * 1e-6});
+        {"decode", "-", ctx, 1.0, ms, 4.0 * double(ctx) * kD * kH / ms * 1e-9, bytes / ms * 1e-6});
     if (ws) CHECK_CUDA(cudaFree(ws));
   }
 
   std::printf("tsa attention on %s (H=%d Hkv=%d D=%d)\n", prop.name, kH, kHkv, kD);
-  std::printf("%-16s %8s %6s %10s %9s %8s\n", "kind", "L", "keep", "ms", "TFLOP/s", "GB/s");
+  std::printf("%-16s %-6s %8s %6s %10s %9s %8s\n", "kind", "kernel", "L", "keep", "ms", "TFLOP/s",
+              "GB/s");
   for (const Row& r : rows)
-    std::printf("%-16s %8lld %6.3f %10.4f %9.1f %8.1f\n", r.kind.c_str(),
+    std::printf("%-16s %-6s %8lld %6.3f %10.4f %9.1f %8.1f\n", r.kind.c_str(), r.kernel.c_str(),
                 static_cast<long long>(r.L), r.keep, r.ms, r.tflops, r.gbps);
   if (!json_path.empty()) {
     FILE* f = std::fopen(json_path.c_str(), "w");
@@ -243,10 +270,10 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       std::fprintf(f,
-                   "  {\"kind\": \"%s\", \"L\": %lld, \"keep\": %.3f, \"ms\": %.4f, "
-                   "\"tflops\": %.2f, \"gbps\": %.1f}%s\n",
-                   r.kind.c_str(), static_cast<long long>(r.L), r.keep, r.ms, r.tflops, r.gbps,
-                   i + 1 < rows.size() ? "," : "");
+                   "  {\"kind\": \"%s\", \"kernel\": \"%s\", \"L\": %lld, \"keep\": %.3f, "
+                   "\"ms\": %.4f, \"tflops\": %.2f, \"gbps\": %.1f}%s\n",
+                   r.kind.c_str(), r.kernel.c_str(), static_cast<long long>(r.L), r.keep, r.ms,
+                   r.tflops, r.gbps, i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(f, "]}\n");
     std::fclose(f);

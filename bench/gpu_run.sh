@@ -4,7 +4,11 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [model]   (default: build test)
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [model]   (default: build test)
+#
+# TARGETS="test_attention bench_attention" limits the build to those targets
+# (with the library); the attn stage runs just the attention tests (both
+# prefill kernels) and the attention benchmark against torch SDPA (cuDNN).
 #
 # Carry: .debs (the .deb files of tools/install_deps.sh's libraries, fetched
 # here with apt-get download), and models/SmolLM2-135M-Instruct if present.
@@ -34,7 +38,7 @@ if has build; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
-  cmake --build "$BUILD" -j16 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  cmake --build "$BUILD" -j16 ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
   log "build ok"
 fi
 
@@ -63,6 +67,17 @@ if has kernels; then
   timeout 150 python3 bench/sdpa_baseline.py --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
   timeout 60 "$BUILD/bench/bench_elementwise" > "$OUT/bench_elementwise.txt" 2>&1
   cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/bench_elementwise.txt"
+fi
+
+if has attn; then
+  log "attention tests (sm80 and sm90 prefill kernels) and benchmark"
+  timeout 120 "$BUILD/tests/test_attention" > "$OUT/test_attention.log" 2>&1
+  echo "test_attention: exit $?"; grep -E "FAILED|PASSED" "$OUT/test_attention.log" | head -20
+  timeout 120 "$BUILD/bench/bench_attention" --lengths 32768,131072 --contexts 1024 \
+    --json "$OUT/bench_attention.json" > "$OUT/bench_attention.txt" 2>&1
+  timeout 90 python3 bench/sdpa_baseline.py --lengths 32768,131072 --contexts 1024 \
+    --backends cudnn --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
+  cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt"
 fi
 
 if has model; then

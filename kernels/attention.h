@@ -43,11 +43,30 @@ struct AttentionParams {
   // trusted to be sorted, unique and < n_q (not checked on the device).
   const int32_t* sel = nullptr;
   int32_t n_sel = 0;
+  // Optional device-side row count for the sparse mode (one int32 in device
+  // memory, read by the kernel): head h then uses sel[h * n_sel ..
+  // h * n_sel + n), n = clamp(*n_sel_device, 0, n_sel); n_sel stays the
+  // launch's upper bound (and the per-head stride of sel). Query tiles past n
+  // exit early; every unselected row is still written as zeros.
+  const int32_t* n_sel_device = nullptr;
 };
 
 // Prefill over many query rows (flash attention with online softmax).
 // Supports head_dim 64 and 128; other values return cudaErrorInvalidValue.
 cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream);
+
+// Which prefill kernel runs. kAuto picks kSm90 when the current device has
+// compute capability 9.0 and the library holds sm_90a code
+// (attention_prefill_sm90_available()), else kSm80; the environment variable
+// TSA_ATTENTION_KERNEL=sm80|sm90, read once, replaces kAuto (other values are
+// ignored). Forcing kSm90 where it is not available returns
+// cudaErrorNoKernelImageForDevice. Both compute the same function and check
+// the same arguments; their results agree to bf16 rounding (different tiles).
+//   kSm80: FlashAttention-2 structure (mma.sync, cp.async), any sm_80+ GPU.
+//   kSm90: FlashAttention-3 structure (wgmma, TMA, warp specialization), H100/H200.
+enum class PrefillKernel { kAuto, kSm80, kSm90 };
+cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream, PrefillKernel kernel);
+bool attention_prefill_sm90_available();
 
 // Decode: n_q rows (typically 1) against a long cache, split over the keys
 // and merged through the (o, m, l) state. `workspace` must hold

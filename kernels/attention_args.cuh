@@ -37,6 +37,18 @@ inline cudaError_t check_common(const AttentionParams& p) {
   return cudaSuccess;
 }
 
+// check_common() plus the sparse mode's rules: index lists address a whole
+// prefill (no cache offset, no window: a window in compressed order has no
+// meaning for TSA) and hold 1 <= n_sel <= n_q rows.
+inline cudaError_t check_prefill(const AttentionParams& p) {
+  if (cudaError_t err = check_common(p); err != cudaSuccess) return err;
+  if (p.sel != nullptr) {
+    if (p.q_pos0 != 0 || p.n_q != p.n_kv || p.sliding_window != 0) return cudaErrorInvalidValue;
+    if (p.n_sel < 1 || p.n_sel > p.n_q) return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+
 // scale * log2(e): scores are turned into weights with exp2.
 inline float scale_log2(const AttentionParams& p) {
   const float scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(p.head_dim));

@@ -17,6 +17,7 @@
 #include "kernels/attention.h"
 #include "kernels/attention_args.cuh"
 #include "kernels/attention_mma.cuh"
+#include "kernels/attention_prefill_impl.h"
 
 namespace tsa::kernels {
 namespace {
@@ -307,7 +308,7 @@ cudaError_t launch_prefill(const PrefillArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream) {
+cudaError_t attn::prefill_sm80(const AttentionParams& p, cudaStream_t stream) {
   if (cudaError_t err = check_common(p); err != cudaSuccess) return err;
   const bool sparse = p.sel != nullptr;
   if (sparse) {

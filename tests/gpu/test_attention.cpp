@@ -2,8 +2,11 @@
 // the bf16-rounded inputs: dense prefill (cache offsets, odd lengths, GQA,
 // head_dim 64/128, sliding window, fused QKV strides), Token Sparse Attention
 // (per-head index lists: reference, zeroed rows, equality with the dense
-// kernel on gathered inputs), split-KV decode, and argument checks.
-// Outputs are poisoned (0xFF = NaN) before every launch.
+// kernel on gathered inputs, device-side row count), split-KV decode, and
+// argument checks. Every prefill test runs against both prefill kernels
+// (sm80, and sm90 where the GPU and the build have it); long inputs compare
+// the two kernels with each other. Outputs are poisoned (0xFF = NaN) before
+// every launch.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,6 +23,7 @@
 namespace {
 
 using tsa::kernels::AttentionParams;
+using tsa::kernels::PrefillKernel;
 using tsa::test::DeviceBuffer;
 using bf16 = __nv_bfloat16;
 
@@ -141,22 +145,42 @@ AttentionParams params_for(const Case& c, const Inputs& in, bf16* o, int64_t o_s
   return p;
 }
 
-enum class Kernel { Prefill, Decode };
+// The kernel a check runs: decode, or one of the prefill kernels.
+struct Kernel {
+  bool decode = false;
+  PrefillKernel prefill = PrefillKernel::kAuto;
+};
+constexpr Kernel kDecode{true, PrefillKernel::kAuto};
+constexpr Kernel kPrefill{false, PrefillKernel::kAuto};
+
+const char* name_of(PrefillKernel k) {
+  return k == PrefillKernel::kSm80 ? "sm80" : k == PrefillKernel::kSm90 ? "sm90" : "auto";
+}
+
+// The prefill kernels this machine can run.
+std::vector<PrefillKernel> runnable_prefill_kernels() {
+  std::vector<PrefillKernel> ks = {PrefillKernel::kSm80};
+  if (tsa::kernels::attention_prefill_sm90_available()) ks.push_back(PrefillKernel::kSm90);
+  return ks;
+}
 
 // Runs one kernel into a poisoned output of row stride o_stride >= H * D and
 // returns the [n_q][H * D] part; checks the padding columns stayed poisoned.
 // Decode uses `workspace` when given, else a poisoned one of the size asked for.
+// n_sel_dev: the sparse mode's optional device-side row count.
 std::vector<float> run(Kernel kind, const Case& c, const Inputs& in, int64_t o_stride,
-                       const int32_t* sel_dev = nullptr, int n_sel = 0, void* workspace = nullptr) {
+                       const int32_t* sel_dev = nullptr, int n_sel = 0, void* workspace = nullptr,
+                       const int32_t* n_sel_dev = nullptr) {
   const int64_t ow = int64_t{c.H} * c.D;
   DeviceBuffer<bf16> o(size_t(c.n_q) * o_stride);
   o.poison();
   AttentionParams p = params_for(c, in, o.get(), o_stride);
   p.sel = sel_dev;
   p.n_sel = n_sel;
+  p.n_sel_device = n_sel_dev;
   cudaError_t err = cudaSuccess;
-  if (kind == Kernel::Prefill) {
-    err = tsa::kernels::attention_prefill(p, nullptr);
+  if (!kind.decode) {
+    err = tsa::kernels::attention_prefill(p, nullptr, kind.prefill);
   } else {
     DeviceBuffer<unsigned char> ws(
         workspace ? 0 : std::max<size_t>(1, tsa::kernels::attention_decode_workspace_bytes(p)));
@@ -209,33 +233,58 @@ void check_against_reference(Kernel kind, const Case& c, uint64_t seed, int64_t 
   EXPECT_LT(err, kTol);
 }
 
-TEST(AttentionPrefill, DenseMatchesReference) {
-  TSA_REQUIRE_GPU();
+// Each prefill test runs once per prefill kernel; the sm90 one is skipped
+// where the GPU or the build lacks it.
+class AttentionPrefill : public ::testing::TestWithParam<PrefillKernel> {
+ protected:
+  void SetUp() override {
+    TSA_REQUIRE_GPU();
+    if (GetParam() == PrefillKernel::kSm90 && !tsa::kernels::attention_prefill_sm90_available())
+      GTEST_SKIP() << "no sm_90a kernel for this GPU or build";
+  }
+  Kernel kernel() const { return {false, GetParam()}; }
+};
+
+INSTANTIATE_TEST_SUITE_P(Kernels, AttentionPrefill,
+                         ::testing::Values(PrefillKernel::kSm80, PrefillKernel::kSm90),
+                         [](const ::testing::TestParamInfo<PrefillKernel>& info) {
+                           return std::string(name_of(info.param));
+                         });
+
+TEST_P(AttentionPrefill, DenseMatchesReference) {
   // {H, Hkv, D, n_q, n_kv, q_pos0, window}
   const Case cases[] = {
-      {4, 4, 64, 1, 1, 0},           {8, 2, 128, 7, 7, 0},
-      {8, 1, 64, 129, 129, 0},       {8, 2, 128, 1000, 1000, 0},
-      {4, 1, 128, 256, 556, 300},    {8, 8, 64, 77, 1077, 1000},
-      {4, 4, 128, 1, 4000, 3999},    {4, 1, 128, 2048, 2048, 0},
-      {6, 3, 64, 200, 333, 133},     {8, 2, 128, 1000, 1000, 0, 100},
-      {4, 1, 64, 300, 800, 500, 64}, {4, 2, 128, 130, 130, 0, 1},
+      {4, 4, 64, 1, 1, 0},
+      {8, 2, 128, 7, 7, 0},
+      {8, 1, 64, 129, 129, 0},
+      {8, 2, 128, 1000, 1000, 0},
+      {4, 1, 128, 256, 556, 300},
+      {8, 8, 64, 77, 1077, 1000},
+      {4, 4, 128, 1, 4000, 3999},
+      {4, 1, 128, 2048, 2048, 0},
+      {6, 3, 64, 200, 333, 133},
+      {8, 2, 128, 1000, 1000, 0, 100},
+      {4, 1, 64, 300, 800, 500, 64},
+      {4, 2, 128, 130, 130, 0, 1},
       {16, 2, 128, 500, 500, 0},
+      {4, 1, 128, 700, 3000, 2300},
+      {4, 2, 64, 2500, 2500, 0, 700},
+      {2, 1, 128, 3001, 3001, 0, 129},
   };
   uint64_t seed = 1;
-  for (const Case& c : cases) check_against_reference(Kernel::Prefill, c, seed++);
+  for (const Case& c : cases) check_against_reference(kernel(), c, seed++);
 }
 
-TEST(AttentionPrefill, StridesScaleAndSharpScores) {
-  TSA_REQUIRE_GPU();
+TEST_P(AttentionPrefill, StridesScaleAndSharpScores) {
   Case fused{8, 2, 128, 333, 333, 0};
   fused.fused = true;
-  check_against_reference(Kernel::Prefill, fused, 11, /*o_pad=*/24);
+  check_against_reference(kernel(), fused, 11, /*o_pad=*/24);
   Case scaled{4, 2, 64, 500, 500, 0};
   scaled.scale = 0.05f;
-  check_against_reference(Kernel::Prefill, scaled, 12);
+  check_against_reference(kernel(), scaled, 12);
   Case sharp{8, 2, 128, 700, 900, 200};
   sharp.q_scale = 4.f;
-  check_against_reference(Kernel::Prefill, sharp, 13);
+  check_against_reference(kernel(), sharp, 13);
 }
 
 // Sorted per-head index lists of n_sel rows out of n, always holding the last
@@ -261,8 +310,24 @@ struct SparseCase {
   int n_sel;
 };
 
-TEST(AttentionPrefill, SparseMatchesReferenceAndZeroesUnselectedRows) {
-  TSA_REQUIRE_GPU();
+// Counts the nonzero values in the rows of `out` that head h's first n_sel
+// entries of `sel` (stride `stride` per head) do not select.
+int64_t nonzero_unselected(const Case& c, const std::vector<float>& out,
+                           const std::vector<int32_t>& sel, int stride, int n_sel) {
+  const int64_t ow = int64_t{c.H} * c.D;
+  int64_t nonzero = 0;
+  for (int h = 0; h < c.H; ++h) {
+    std::vector<bool> picked(c.n_q, false);
+    for (int a = 0; a < n_sel; ++a) picked[sel[size_t(h) * stride + a]] = true;
+    for (int i = 0; i < c.n_q; ++i) {
+      if (picked[i]) continue;
+      for (int d = 0; d < c.D; ++d) nonzero += out[i * ow + h * c.D + d] != 0.f;
+    }
+  }
+  return nonzero;
+}
+
+TEST_P(AttentionPrefill, SparseMatchesReferenceAndZeroesUnselectedRows) {
   const SparseCase cases[] = {
       {{4, 1, 128, 1000, 1000}, 600}, {{8, 2, 64, 333, 333}, 150}, {{4, 4, 128, 2048, 2048}, 700},
       {{2, 1, 64, 64, 64}, 1},        {{4, 2, 128, 300, 300}, 64}, {{8, 8, 64, 5000, 5000}, 1300},
@@ -277,28 +342,17 @@ TEST(AttentionPrefill, SparseMatchesReferenceAndZeroesUnselectedRows) {
     DeviceBuffer<int32_t> sel_dev(sel.size());
     sel_dev.upload(sel);
     const int64_t ow = int64_t{c.H} * c.D;
-    const auto out = run(Kernel::Prefill, c, in, ow, sel_dev.get(), sc.n_sel);
+    const auto out = run(kernel(), c, in, ow, sel_dev.get(), sc.n_sel);
     EXPECT_EQ(count_non_finite(out), 0) << "rows left unwritten";
     const auto ref = reference(c, in, &sel, sc.n_sel);
     EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), kTol);
-    // Unselected rows of each head are exactly zero.
-    int64_t nonzero = 0;
-    for (int h = 0; h < c.H; ++h) {
-      std::vector<bool> picked(c.n_q, false);
-      for (int a = 0; a < sc.n_sel; ++a) picked[sel[size_t(h) * sc.n_sel + a]] = true;
-      for (int i = 0; i < c.n_q; ++i) {
-        if (picked[i]) continue;
-        for (int d = 0; d < c.D; ++d) nonzero += out[i * ow + h * c.D + d] != 0.f;
-      }
-    }
-    EXPECT_EQ(nonzero, 0);
+    EXPECT_EQ(nonzero_unselected(c, out, sel, sc.n_sel, sc.n_sel), 0);
   }
 }
 
 // The sparse launch must equal the dense kernel run head by head on inputs
 // gathered explicitly at the selected rows (same tiles, same arithmetic).
-TEST(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
-  TSA_REQUIRE_GPU();
+TEST_P(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
   const SparseCase cases[] = {{{4, 2, 128, 1500, 1500}, 777}, {{3, 1, 64, 400, 400}, 400}};
   uint64_t seed = 200;
   for (const auto& sc : cases) {
@@ -310,7 +364,7 @@ TEST(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
     DeviceBuffer<int32_t> sel_dev(sel.size());
     sel_dev.upload(sel);
     const int64_t ow = int64_t{c.H} * c.D;
-    const auto sparse = run(Kernel::Prefill, c, in, ow, sel_dev.get(), sc.n_sel);
+    const auto sparse = run(kernel(), c, in, ow, sel_dev.get(), sc.n_sel);
 
     for (int h = 0; h < c.H; ++h) {
       Case g{1, 1, c.D, sc.n_sel, sc.n_sel, 0};
@@ -332,7 +386,7 @@ TEST(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
       }
       gathered.dev.resize(gathered.host.size());
       gathered.dev.upload(tsa::test::to_bf16(gathered.host));
-      const auto dense = run(Kernel::Prefill, g, gathered, c.D);
+      const auto dense = run(kernel(), g, gathered, c.D);
       std::vector<float> picked(dense.size());
       for (int a = 0; a < sc.n_sel; ++a) {
         const int64_t row = sel[size_t(h) * sc.n_sel + a];
@@ -342,6 +396,78 @@ TEST(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
       EXPECT_LT(tsa::test::rel_error(picked.data(), dense.data(), dense.size()), 1e-3)
           << "head " << h;
     }
+  }
+}
+
+// Device-side row count: head h uses the first n entries of its list (stride
+// n_sel), n read on the device; every other row, zero rows for n = 0, is zero.
+// The sm90 kernel implements n_sel_device in this change.
+TEST(AttentionPrefillSm90, DeviceRowCount) {
+  TSA_REQUIRE_GPU();
+  if (!tsa::kernels::attention_prefill_sm90_available()) GTEST_SKIP() << "no sm_90a kernel";
+  const Case c{4, 2, 128, 1500, 1500};
+  const int n_sel = 900;
+  Inputs in;
+  make_inputs(c, 600, in);
+  const auto sel = random_selection(c.H, c.n_q, n_sel, 600);
+  DeviceBuffer<int32_t> sel_dev(sel.size());
+  sel_dev.upload(sel);
+  const int64_t ow = int64_t{c.H} * c.D;
+  for (const int n : {900, 600, 130, 1, 0}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    DeviceBuffer<int32_t> n_dev(1);
+    n_dev.upload({n});
+    const auto out =
+        run({false, PrefillKernel::kSm90}, c, in, ow, sel_dev.get(), n_sel, nullptr, n_dev.get());
+    EXPECT_EQ(count_non_finite(out), 0) << "rows left unwritten";
+    EXPECT_EQ(nonzero_unselected(c, out, sel, n_sel, n), 0);
+    if (n == 0) continue;
+    std::vector<int32_t> head_lists;  // the first n entries of each head, stride n
+    for (int h = 0; h < c.H; ++h)
+      head_lists.insert(head_lists.end(), sel.begin() + size_t(h) * n_sel,
+                        sel.begin() + size_t(h) * n_sel + n);
+    const auto ref = reference(c, in, &head_lists, n);
+    EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), kTol);
+  }
+}
+
+// Long inputs (many key tiles, every pipeline stage reused many times) where a
+// float64 reference would be slow: the two prefill kernels must agree.
+TEST(AttentionPrefillKernels, Sm90AgreesWithSm80OnLongInputs) {
+  TSA_REQUIRE_GPU();
+  if (!tsa::kernels::attention_prefill_sm90_available()) GTEST_SKIP() << "no sm_90a kernel";
+  const Kernel sm80{false, PrefillKernel::kSm80}, sm90{false, PrefillKernel::kSm90};
+  const Case dense_cases[] = {{8, 2, 128, 12000, 12000, 0},
+                              {4, 1, 128, 3000, 15000, 12000},
+                              {8, 8, 64, 9000, 9000, 0},
+                              {4, 2, 128, 10000, 10000, 0, 4000}};
+  uint64_t seed = 700;
+  for (const Case& c : dense_cases) {
+    SCOPED_TRACE(describe(c));
+    Inputs in;
+    make_inputs(c, seed++, in);
+    const int64_t ow = int64_t{c.H} * c.D;
+    const auto a = run(sm80, c, in, ow);
+    const auto b = run(sm90, c, in, ow);
+    EXPECT_EQ(count_non_finite(b), 0);
+    EXPECT_LT(tsa::test::rel_error(b.data(), a.data(), a.size()), kTol);
+  }
+  const SparseCase sparse_cases[] = {{{8, 2, 128, 16000, 16000}, 7000},
+                                     {{4, 4, 64, 12000, 12000}, 5000}};
+  for (const auto& sc : sparse_cases) {
+    const Case& c = sc.c;
+    SCOPED_TRACE(describe(c) + " n_sel=" + std::to_string(sc.n_sel));
+    Inputs in;
+    make_inputs(c, seed, in);
+    const auto sel = random_selection(c.H, c.n_q, sc.n_sel, seed++);
+    DeviceBuffer<int32_t> sel_dev(sel.size());
+    sel_dev.upload(sel);
+    const int64_t ow = int64_t{c.H} * c.D;
+    const auto a = run(sm80, c, in, ow, sel_dev.get(), sc.n_sel);
+    const auto b = run(sm90, c, in, ow, sel_dev.get(), sc.n_sel);
+    EXPECT_EQ(count_non_finite(b), 0);
+    EXPECT_EQ(nonzero_unselected(c, b, sel, sc.n_sel, sc.n_sel), 0);
+    EXPECT_LT(tsa::test::rel_error(b.data(), a.data(), a.size()), kTol);
   }
 }
 
@@ -357,7 +483,7 @@ TEST(AttentionDecode, MatchesReference) {
       {4, 2, 64, 2, 3000, 2000},    {6, 3, 128, 5, 333, 328, 7},
   };
   uint64_t seed = 300;
-  for (const Case& c : cases) check_against_reference(Kernel::Decode, c, seed++);
+  for (const Case& c : cases) check_against_reference(kDecode, c, seed++);
 }
 
 // Sized the way an engine plans memory: from the shape alone (no pointers,
@@ -379,7 +505,7 @@ TEST(AttentionDecode, OneWorkspaceServesSmallerCalls) {
   uint64_t seed = 500;
   for (const Case& c : cases) {
     ws.poison();
-    check_against_reference(Kernel::Decode, c, seed++, 0, ws.get());
+    check_against_reference(kDecode, c, seed++, 0, ws.get());
   }
 }
 
@@ -389,8 +515,8 @@ TEST(AttentionDecode, AgreesWithPrefill) {
   Inputs in;
   make_inputs(c, 400, in);
   const int64_t ow = int64_t{c.H} * c.D;
-  const auto dec = run(Kernel::Decode, c, in, ow);
-  const auto pre = run(Kernel::Prefill, c, in, ow);
+  const auto dec = run(kDecode, c, in, ow);
+  const auto pre = run(kPrefill, c, in, ow);
   EXPECT_LT(tsa::test::rel_error(dec.data(), pre.data(), dec.size()), kTol);
 }
 
@@ -425,10 +551,13 @@ TEST(AttentionArgs, BadArgumentsAreRejected) {
       [](AttentionParams& p) { p.scale = -1.f; },
       [](AttentionParams& p) { p.scale = NAN; },
   };
+  const auto prefill_kernels = runnable_prefill_kernels();
   for (const Edit& edit : bad) {
     AttentionParams p = good;
     edit(p);
-    EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+    for (PrefillKernel k : prefill_kernels)
+      EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, k), cudaErrorInvalidValue)
+          << name_of(k);
     EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaErrorInvalidValue);
   }
   {
@@ -449,7 +578,9 @@ TEST(AttentionArgs, BadArgumentsAreRejected) {
     p.sel = sel.get();
     p.n_sel = 4;
     edit(p);
-    EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+    for (PrefillKernel k : prefill_kernels)
+      EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, k), cudaErrorInvalidValue)
+          << name_of(k);
   }
   // Decode has no sparse mode; a split decode needs its workspace.
   AttentionParams p = good;
@@ -467,7 +598,8 @@ TEST(AttentionArgs, BadArgumentsAreRejected) {
   // Zero query rows is a no-op.
   p = good;
   p.n_q = 0;
-  EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
+  for (PrefillKernel k : prefill_kernels)
+    EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, k), cudaSuccess) << name_of(k);
   EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaSuccess);
 }
 

@@ -1,0 +1,44 @@
+// attention_prefill(): picks the prefill kernel (kernels/attention.h says how).
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/attention.h"
+#include "kernels/attention_prefill_impl.h"
+
+namespace tsa::kernels {
+namespace {
+
+// TSA_ATTENTION_KERNEL=sm80|sm90, read once (anything else: kAuto).
+PrefillKernel kernel_from_env() {
+  static const PrefillKernel k = [] {
+    const char* v = std::getenv("TSA_ATTENTION_KERNEL");
+    if (v != nullptr && std::strcmp(v, "sm80") == 0) return PrefillKernel::kSm80;
+    if (v != nullptr && std::strcmp(v, "sm90") == 0) return PrefillKernel::kSm90;
+    return PrefillKernel::kAuto;
+  }();
+  return k;
+}
+
+}  // namespace
+
+cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream, PrefillKernel kernel) {
+  if (kernel == PrefillKernel::kAuto) kernel = kernel_from_env();
+  if (kernel == PrefillKernel::kAuto)
+    kernel = attn::sm90_prefill_ready() ? PrefillKernel::kSm90 : PrefillKernel::kSm80;
+  if (kernel == PrefillKernel::kSm90) return attn::prefill_sm90(p, stream);
+  // The sm_80 kernel does not read n_sel_device on this branch (its support
+  // comes with the change that adds it there): refuse rather than attend over
+  // the upper bound n_sel.
+  if (p.sel != nullptr && p.n_sel_device != nullptr) return cudaErrorNotSupported;
+  return attn::prefill_sm80(p, stream);
+}
+
+cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream) {
+  return attention_prefill(p, stream, PrefillKernel::kAuto);
+}
+
+bool attention_prefill_sm90_available() {
+  return attn::sm90_prefill_ready();
+}
+
+}  // namespace tsa::kernels
