@@ -52,11 +52,13 @@ std::string retrieval_table(RetrievalTask task, const std::vector<RetrievalCell>
 }
 
 std::string agreement_table(const std::vector<AgreementRow>& rows) {
-  std::string s = "| length | positions | top-1 agreement | mean KL (nats) |\n";
-  s += "| ---: | ---: | ---: | ---: |\n";
+  std::string s =
+      "| length | positions | top-1 agreement | mean KL (nats) | B sparse layers | B prefix "
+      "dropped |\n";
+  s += "| ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& r : rows)
-    s += fmt::format("| {} | {} | {:.2f}% | {:.5f} |\n", r.length, r.positions, 100 * r.top1,
-                     r.mean_kl);
+    s += fmt::format("| {} | {} | {:.2f}% | {:.5f} | {} | {:.1f}% |\n", r.length, r.positions,
+                     100 * r.top1, r.mean_kl, r.sparse_layers_b, 100 * r.dropped_b);
   return s;
 }
 
@@ -80,7 +82,8 @@ nlohmann::json to_json(const std::vector<AgreementRow>& rows) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : rows)
     j.push_back({{"length", r.length}, {"positions", r.positions}, {"top1", r.top1},
-                 {"mean_kl", r.mean_kl}});
+                 {"mean_kl", r.mean_kl}, {"sparse_layers_b", r.sparse_layers_b},
+                 {"dropped_b", r.dropped_b}});
   return j;
 }
 

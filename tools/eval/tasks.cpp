@@ -178,6 +178,18 @@ LogProbSet collect_logprobs(std::shared_ptr<const Engine> engine, const Haystack
       const float lz = static_cast<float>(mx + std::log(z));
       for (int64_t v = 0; v < set.vocab; ++v) row[v] -= lz;
     }
+    // Token Sparse Attention's work on this prompt: keep counts per layer.
+    double dropped = 0;
+    int64_t sparse = 0;
+    const auto& keep = s.profile().tsa_keep;
+    for (size_t l = 0; l < keep.size(); ++l) {
+      if (keep[l] < 0) continue;
+      const int64_t prefix = len - engine->sparsity().layers[l].window;
+      dropped += 1.0 - double(keep[l]) / prefix;
+      ++sparse;
+    }
+    set.dropped.push_back(sparse ? dropped / sparse : 0.0);
+    set.sparse_layers.push_back(sparse);
     set.lengths.push_back(len);
     set.logp.push_back(std::move(lp));
     log_line(o, fmt::format("agreement: {} tokens collected", len));
@@ -191,7 +203,7 @@ std::vector<AgreementRow> compare(const LogProbSet& a, const LogProbSet& b) {
   std::vector<AgreementRow> rows;
   for (size_t k = 0; k < a.lengths.size(); ++k) {
     const int64_t n = static_cast<int64_t>(a.logp[k].size()) / a.vocab;
-    AgreementRow r{a.lengths[k], n, 0, 0};
+    AgreementRow r{a.lengths[k], n, 0, 0, b.dropped[k], b.sparse_layers[k]};
     for (int64_t i = 0; i < n; ++i) {
       const float* pa = a.logp[k].data() + i * a.vocab;
       const float* pb = b.logp[k].data() + i * a.vocab;

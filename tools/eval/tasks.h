@@ -47,6 +47,8 @@ struct AgreementRow {
   int64_t positions = 0;
   double top1 = 0;     // share of positions whose argmax agrees
   double mean_kl = 0;  // mean KL(P_a || P_b) in nats
+  double dropped_b = 0;  // B's share of prefix tokens dropped, mean over its sparse layers
+  int64_t sparse_layers_b = 0;  // layers of B that ran sparse on this prompt
 };
 
 std::vector<PerplexityRow> run_perplexity(std::shared_ptr<const Engine> engine,
@@ -60,6 +62,8 @@ std::vector<RetrievalCell> run_retrieval(std::shared_ptr<const Engine> engine, c
 struct LogProbSet {
   std::vector<int64_t> lengths;
   std::vector<std::vector<float>> logp;  // per length: last_n x vocab
+  std::vector<double> dropped;           // per length: mean share of prefix tokens dropped
+  std::vector<int64_t> sparse_layers;    // per length: layers that ran sparse
   int64_t vocab = 0;
 };
 LogProbSet collect_logprobs(std::shared_ptr<const Engine> engine, const Haystack& hay,
