@@ -43,6 +43,13 @@ struct AttentionParams {
   // trusted to be sorted, unique and < n_q (not checked on the device).
   const int32_t* sel = nullptr;
   int32_t n_sel = 0;
+  // Optional, sparse mode only: the row count read on the device (written
+  // by an earlier launch, e.g. kernels/tsa_select.h, so the host need not
+  // wait for it). n_sel is then the upper bound that sizes the grid and the
+  // stride of the lists (head h's list still starts at sel + h * n_sel);
+  // blocks past the device count exit at once, and the unselected rows are
+  // still zeroed up to n_q. The value is clamped to [1, n_sel].
+  const int32_t* n_sel_device = nullptr;
 };
 
 // Prefill over many query rows (flash attention with online softmax).
