@@ -16,7 +16,8 @@
 // shared memory one tile ahead) and outputs are written to the original rows.
 // With n_sel_device the grid covers n_sel rows and the tiles past the device
 // count return before touching anything (the tile holding the last selected
-// row zeroes the rows after it, up to n_q).
+// row zeroes the rows after it, up to n_q); a sliding window applies only
+// when the device count selects every row (TSA's dense fallback).
 #include "kernels/attention.h"
 #include "kernels/attention_args.cuh"
 #include "kernels/attention_mma.cuh"
@@ -73,7 +74,9 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
   const int pos0 = kSparse ? 0 : p.q_pos0;
   const int pos_lo = pos0 + q0;                       // position of tile row 0
   const int kv_end = pos0 + min(q0 + kBr, n_rows);    // keys [.., kv_end) are visible
-  const int window = kSparse ? 0 : p.sliding_window;  // 0 = none
+  // Sparse: the window only when every row is selected (identity lists, so
+  // compressed and original positions agree; see attention.h).
+  const int window = !kSparse || n_rows == p.n_q ? p.sliding_window : 0;  // 0 = none
   const int kv_begin = window > 0 ? max(0, pos_lo - window + 1) : 0;
   const int t_begin = kv_begin / kBc;
   const int t_end = (kv_end + kBc - 1) / kBc;
@@ -317,8 +320,10 @@ cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream) {
   const bool sparse = p.sel != nullptr;
   if (sparse) {
     // Index lists address a whole prefill: no cache offset, no window
-    // (a window in compressed order has no meaning for TSA).
-    if (p.q_pos0 != 0 || p.n_q != p.n_kv || p.sliding_window != 0) return cudaErrorInvalidValue;
+    // (a window in compressed order has no meaning for TSA), except for the
+    // device-count case where it applies only when every row is selected.
+    if (p.q_pos0 != 0 || p.n_q != p.n_kv) return cudaErrorInvalidValue;
+    if (p.sliding_window != 0 && !p.n_sel_device) return cudaErrorInvalidValue;
     if (p.n_sel < 1 || p.n_sel > p.n_q) return cudaErrorInvalidValue;
   } else if (p.n_sel_device) {
     return cudaErrorInvalidValue;  // a device count without lists

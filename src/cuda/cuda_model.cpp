@@ -299,10 +299,10 @@ void CudaRunner::sparse_attention(int64_t l, int64_t n, kernels::AttentionParams
   check(kernels::tsa_select(s, buf<char>(Buf::TsaWork), plan_.bytes[static_cast<int>(Buf::TsaWork)],
                             stream_),
         "tsa_select", n);
-  // Every head attends over its own rows; as in the CPU reference, a sliding
-  // window does not apply in compressed order. Lists of stride n; the row
-  // count comes from the selection, on the device.
-  p.sliding_window = 0;
+  // Every head attends over its own rows: lists of stride n, the row count
+  // from the selection, on the device. As in the CPU reference, the model's
+  // sliding window applies only when the layer ends up dense (every row
+  // selected); a real selection attends without it.
   p.sel = s.sel;
   p.n_sel = s.len;
   p.n_sel_device = s.info + kernels::kTsaNSel;

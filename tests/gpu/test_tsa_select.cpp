@@ -321,7 +321,7 @@ TEST(TsaSelect, OneWorkspaceServesSmallerCalls) {
 
 // Selection then the sparse attention launch with the device row count, as
 // the runner chains them (no sync in between), against cpu::tsa_attention on
-// the GPU's own lists.
+// the GPU's own lists, or the dense (windowed) launch when nothing is dropped.
 TEST(TsaSelect, SelectionThenSparseAttention) {
   TSA_REQUIRE_GPU();
   const Case cases[] = {{1500, 4, 2, 128, 128, 200, 7, 0.1},
@@ -357,6 +357,9 @@ TEST(TsaSelect, SelectionThenSparseAttention) {
     p.sel = sel.get();
     p.n_sel = c.L;
     p.n_sel_device = info.get() + kTsaNSel;
+    // A model's sliding window: ignored by a real selection (as the CPU
+    // reference), applied when every row is selected (the dense fallback).
+    p.sliding_window = 50;
     ASSERT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
     tsa::kernels::AttentionParams d = p;
     d.o = o_dense.get();
@@ -435,7 +438,7 @@ TEST(TsaSelect, BadArgumentsAreRejected) {
     edit(p);
     EXPECT_EQ(tsa::kernels::tsa_select(p, ws.get(), bytes, nullptr), cudaErrorInvalidValue);
   }
-  EXPECT_EQ(tsa::kernels::tsa_select(good, ws.get(), bytes - 1, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(tsa::kernels::tsa_select(good, ws.get(), 256, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(tsa::kernels::tsa_select(good, nullptr, bytes, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(tsa::kernels::tsa_select(good, ws.get() + 16, bytes, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(tsa::kernels::tsa_select_workspace_bytes(10, 4, 10), 0u);
