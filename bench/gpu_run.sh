@@ -80,13 +80,14 @@ if has tsa; then
 fi
 
 if has tsa-model; then
-  log "whole model with TSA (layers 15-30): tau 0.005, forced keep 0.456 and 0.326"
-  cfg=configs/llama-3.1-8b-instruct.json
-  for keep in 0 0.456 0.326; do
-    timeout 200 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --config "$cfg" \
-      --force-keep "$keep" --prefill ${TSA_PREFILL:-32768,131072} --decode-ctx "" \
-      --json "$OUT/tsa_bench_keep$keep.json" > "$OUT/tsa_bench_keep$keep.txt" 2>&1
-    cat "$OUT/tsa_bench_keep$keep.txt"
+  log "whole model, dense and with TSA (layers 15-30): tau 0.005, forced keep 0.456 and 0.326"
+  for keep in dense 0 0.456 0.326; do
+    if [ "$keep" = dense ]; then args=(); else
+      args=(--config configs/llama-3.1-8b-instruct.json --force-keep "$keep"); fi
+    timeout 200 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random "${args[@]}" \
+      --prefill "${TSA_PREFILL:-32768,131072}" --decode-ctx 0 \
+      --json "$OUT/tsa_bench_$keep.json" > "$OUT/tsa_bench_$keep.txt" 2>&1
+    cat "$OUT/tsa_bench_$keep.txt"
   done
 fi
 

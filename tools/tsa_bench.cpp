@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_flag("--random", random, "Random weights made on the GPU (no safetensors needed)");
   app.add_option("--prefill", prefill, "Prompt lengths")->delimiter(',')->capture_default_str();
-  app.add_option("--decode-ctx", decode_ctx, "Contexts for decode timing")->delimiter(',')
+  app.add_option("--decode-ctx", decode_ctx, "Contexts for decode timing (0 = no decode)")
+      ->delimiter(',')
       ->capture_default_str();
   app.add_option("--decode-steps", decode_steps, "Decode steps per context")->capture_default_str();
   app.add_option("--config", config, "Sparsity config (default dense)");
@@ -133,6 +134,7 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
 
+    std::erase_if(decode_ctx, [](int64_t c) { return c <= 0; });
     if (!decode_ctx.empty()) {
       // A context at the model's limit leaves room for the timed steps.
       const int64_t limit = cfg.max_position_embeddings - decode_steps - 1;
