@@ -4,11 +4,12 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [model]   (default: build test)
-#
-# TARGETS="test_attention bench_attention" limits the build to those targets
-# (with the library); the attn stage runs just the attention tests (both
-# prefill kernels) and the attention benchmark against torch SDPA (cuDNN).
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model]
+#   (default: build test)
+# TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
+# it matches (and skips the CPU tests), to fit short device calls. The attn
+# stage runs the attention tests (both prefill kernels) and the attention
+# benchmark against torch SDPA (cuDNN).
 #
 # Carry: .debs (the .deb files of tools/install_deps.sh's libraries, fetched
 # here with apt-get download), and models/SmolLM2-135M-Instruct if present.
@@ -38,22 +39,26 @@ if has build; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
-  cmake --build "$BUILD" -j16 ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  cmake --build "$BUILD" -j16 ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 ||
+    { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
   log "build ok"
 fi
 
 if has test; then
   log "GPU tests"
-  ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 180 -j4 > "$OUT/gpu_tests.log" 2>&1
+  ctest --test-dir "$BUILD" -L gpu ${TESTS:+-R "$TESTS"} --output-on-failure --timeout 180 -j4 \
+    > "$OUT/gpu_tests.log" 2>&1
   tail -n 25 "$OUT/gpu_tests.log"
-  log "CPU tests (sanity on this machine)"
-  ctest --test-dir "$BUILD" -LE gpu -j16 --timeout 120 > "$OUT/cpu_tests.log" 2>&1; tail -n 3 "$OUT/cpu_tests.log"
+  if [ -z "${TESTS:-}" ]; then
+    log "CPU tests (sanity on this machine)"
+    ctest --test-dir "$BUILD" -LE gpu -j16 --timeout 120 > "$OUT/cpu_tests.log" 2>&1; tail -n 3 "$OUT/cpu_tests.log"
+  fi
 fi
 
 if has sanitize; then
   log "compute-sanitizer memcheck"
   for t in "$BUILD"/tests/test_attention "$BUILD"/tests/test_elementwise "$BUILD"/tests/test_sampling \
-           "$BUILD"/tests/test_cuda_model; do
+           "$BUILD"/tests/test_cuda_model "$BUILD"/tests/test_tsa_select "$BUILD"/tests/test_cuda_tsa; do
     [ -x "$t" ] || continue
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 \
       > "$OUT/memcheck_$(basename "$t").log" 2>&1
@@ -78,6 +83,25 @@ if has attn; then
   timeout 90 python3 bench/sdpa_baseline.py --lengths 32768,131072 --contexts 1024 \
     --backends cudnn --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
   cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt"
+fi
+
+if has tsa; then
+  log "TSA selection + sparse attention vs dense (bench_tsa), the spec's algorithm in torch"
+  timeout 120 "$BUILD/bench/bench_tsa" --json "$OUT/bench_tsa.json" > "$OUT/bench_tsa.txt" 2>&1
+  timeout 150 python3 bench/tsa_torch_baseline.py --json "$OUT/tsa_torch.json" > "$OUT/tsa_torch.txt" 2>&1
+  cat "$OUT/bench_tsa.txt" "$OUT/tsa_torch.txt"
+fi
+
+if has tsa-model; then
+  log "whole model, dense and with TSA (layers 15-30): tau 0.005, forced keep 0.456 and 0.326"
+  for keep in dense 0 0.456 0.326; do
+    if [ "$keep" = dense ]; then args=(); else
+      args=(--config configs/llama-3.1-8b-instruct.json --force-keep "$keep"); fi
+    timeout 200 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random "${args[@]}" \
+      --prefill "${TSA_PREFILL:-32768,131072}" --decode-ctx 0 \
+      --json "$OUT/tsa_bench_$keep.json" > "$OUT/tsa_bench_$keep.txt" 2>&1
+    cat "$OUT/tsa_bench_$keep.txt"
+  done
 fi
 
 if has model; then

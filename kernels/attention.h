@@ -39,15 +39,21 @@ struct AttentionParams {
   // queries and keys alike (requires q_pos0 == 0 and n_q == n_kv): compressed
   // query a sees compressed key b iff b <= a. Output rows of head h that are
   // not selected are written as zeros by the same launch (no scatter pass).
-  // Also requires sliding_window == 0 and 1 <= n_sel <= n_q; the lists are
-  // trusted to be sorted, unique and < n_q (not checked on the device).
+  // Also requires sliding_window == 0 (but see n_sel_device) and
+  // 1 <= n_sel <= n_q; the lists are trusted to be sorted, unique and < n_q
+  // (not checked on the device).
   const int32_t* sel = nullptr;
   int32_t n_sel = 0;
-  // Optional device-side row count for the sparse mode (one int32 in device
-  // memory, read by the kernel): head h then uses sel[h * n_sel ..
-  // h * n_sel + n), n = clamp(*n_sel_device, 0, n_sel); n_sel stays the
-  // launch's upper bound (and the per-head stride of sel). Query tiles past n
-  // exit early; every unselected row is still written as zeros.
+  // Optional, sparse mode only: the row count read on the device (written
+  // by an earlier launch, e.g. kernels/tsa_select.h, so the host need not
+  // wait for it). n_sel is then the upper bound that sizes the grid and the
+  // stride of the lists (head h's list still starts at sel + h * n_sel);
+  // blocks past the device count exit at once, and the unselected rows are
+  // still zeroed up to n_q. The value is clamped to [1, n_sel]. Only with a
+  // device count may sparse mode take a sliding_window, which then applies
+  // only when the count is n_q: every row selected, the identity lists of
+  // TSA's dense fallback, which thus equals the dense (windowed) launch; a
+  // real selection attends without the window, as cpu::tsa_attention does.
   const int32_t* n_sel_device = nullptr;
 };
 

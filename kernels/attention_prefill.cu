@@ -14,6 +14,10 @@
 // Sparse mode: compressed row a of head h is original row sel[h][a]; Q, K, V
 // rows are read through the list (K/V indices staged in a 4-slot ring of
 // shared memory one tile ahead) and outputs are written to the original rows.
+// With n_sel_device the grid covers n_sel rows and the tiles past the device
+// count return before touching anything (the tile holding the last selected
+// row zeroes the rows after it, up to n_q); a sliding window applies only
+// when the device count selects every row (TSA's dense fallback).
 #include "kernels/attention.h"
 #include "kernels/attention_args.cuh"
 #include "kernels/attention_mma.cuh"
@@ -64,12 +68,16 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int head = static_cast<int>(blockIdx.x % p.num_heads);
   const int q0 = (a.n_qtiles - 1 - static_cast<int>(blockIdx.x / p.num_heads)) * kBr;
-  const int n_rows = a.n_rows;
+  // Sparse with a device-side count: a.n_rows is only the grid's upper bound.
+  const int n_rows = kSparse && p.n_sel_device ? min(max(*p.n_sel_device, 1), a.n_rows) : a.n_rows;
+  if (kSparse && q0 >= n_rows) return;  // a tile past the selected rows (whole block)
   // Positions: original ones (dense), compressed indices (sparse).
   const int pos0 = kSparse ? 0 : p.q_pos0;
   const int pos_lo = pos0 + q0;                       // position of tile row 0
   const int kv_end = pos0 + min(q0 + kBr, n_rows);    // keys [.., kv_end) are visible
-  const int window = kSparse ? 0 : p.sliding_window;  // 0 = none
+  // Sparse: the window only when every row is selected (identity lists, so
+  // compressed and original positions agree; see attention.h).
+  const int window = !kSparse || n_rows == p.n_q ? p.sliding_window : 0;  // 0 = none
   const int kv_begin = window > 0 ? max(0, pos_lo - window + 1) : 0;
   const int t_begin = kv_begin / kBc;
   const int t_end = (kv_end + kBc - 1) / kBc;
@@ -313,9 +321,13 @@ cudaError_t attn::prefill_sm80(const AttentionParams& p, cudaStream_t stream) {
   const bool sparse = p.sel != nullptr;
   if (sparse) {
     // Index lists address a whole prefill: no cache offset, no window
-    // (a window in compressed order has no meaning for TSA).
-    if (p.q_pos0 != 0 || p.n_q != p.n_kv || p.sliding_window != 0) return cudaErrorInvalidValue;
+    // (a window in compressed order has no meaning for TSA), except for the
+    // device-count case where it applies only when every row is selected.
+    if (p.q_pos0 != 0 || p.n_q != p.n_kv) return cudaErrorInvalidValue;
+    if (p.sliding_window != 0 && !p.n_sel_device) return cudaErrorInvalidValue;
     if (p.n_sel < 1 || p.n_sel > p.n_q) return cudaErrorInvalidValue;
+  } else if (p.n_sel_device) {
+    return cudaErrorInvalidValue;  // a device count without lists
   }
   if (p.n_q == 0) return cudaSuccess;
 

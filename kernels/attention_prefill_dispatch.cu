@@ -23,13 +23,15 @@ PrefillKernel kernel_from_env() {
 
 cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream, PrefillKernel kernel) {
   if (kernel == PrefillKernel::kAuto) kernel = kernel_from_env();
-  if (kernel == PrefillKernel::kAuto)
-    kernel = attn::sm90_prefill_ready() ? PrefillKernel::kSm90 : PrefillKernel::kSm80;
+  if (kernel == PrefillKernel::kAuto) {
+    // The sparse mode with a sliding window (TSA's dense fallback on a
+    // sliding-window model: every row selected, the window kept) exists in
+    // the sm_80 kernel only.
+    const bool windowed_sparse = p.sel != nullptr && p.sliding_window != 0;
+    kernel = attn::sm90_prefill_ready() && !windowed_sparse ? PrefillKernel::kSm90
+                                                            : PrefillKernel::kSm80;
+  }
   if (kernel == PrefillKernel::kSm90) return attn::prefill_sm90(p, stream);
-  // The sm_80 kernel does not read n_sel_device on this branch (its support
-  // comes with the change that adds it there): refuse rather than attend over
-  // the upper bound n_sel.
-  if (p.sel != nullptr && p.n_sel_device != nullptr) return cudaErrorNotSupported;
   return attn::prefill_sm80(p, stream);
 }
 

@@ -6,7 +6,10 @@
 //
 // --random makes the weights on the GPU from config.json alone; prompt ids
 // are random. Decode at a context C fills the KV cache with random values
-// instead of prefilling C tokens.
+// instead of prefilling C tokens. With --config, sparse layers run Token
+// Sparse Attention; --force-keep F makes each of them keep the fraction F of
+// the prefix instead of the coverage budget (the paper's operating points,
+// e.g. 0.456 and 0.326 at 128K; EngineOptions::force_keep_fraction).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -39,15 +42,20 @@ int main(int argc, char** argv) {
   std::vector<int64_t> prefill = {8192, 32768, 65536, 131072};
   std::vector<int64_t> decode_ctx = {1024, 32768, 131072};
   int64_t decode_steps = 64;
+  double force_keep = 0;
   bool random = false;
   app.add_option("-m,--model", model_dir, "Model folder (config.json; weights unless --random)")
       ->required();
   app.add_flag("--random", random, "Random weights made on the GPU (no safetensors needed)");
   app.add_option("--prefill", prefill, "Prompt lengths")->delimiter(',')->capture_default_str();
-  app.add_option("--decode-ctx", decode_ctx, "Contexts for decode timing")->delimiter(',')
+  app.add_option("--decode-ctx", decode_ctx, "Contexts for decode timing (0 = no decode)")
+      ->delimiter(',')
       ->capture_default_str();
   app.add_option("--decode-steps", decode_steps, "Decode steps per context")->capture_default_str();
   app.add_option("--config", config, "Sparsity config (default dense)");
+  app.add_option("--force-keep", force_keep,
+                 "Benchmarks: sparse layers keep this fraction of the prefix (0 = coverage budget)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--json", json_path, "Write results as JSON ('-' = stdout)");
   CLI11_PARSE(app, argc, argv);
@@ -58,6 +66,9 @@ int main(int argc, char** argv) {
     eo.device = device == "cuda" ? tsa::Device::Cuda : tsa::Device::Cpu;
     eo.sparsity_config = config;
     eo.random_weights = random;
+    eo.force_keep_fraction = force_keep;
+    if (force_keep > 0 && config.empty())
+      throw tsa::Error("--force-keep needs --config (which layers are sparse)");
     auto engine = tsa::Engine::load(eo);
     const tsa::ModelConfig& cfg = engine->config();
     std::mt19937 rng(7);
@@ -69,9 +80,11 @@ int main(int argc, char** argv) {
     };
     nlohmann::json j = {{"model", model_dir}, {"random_weights", random},
                         {"config", config.empty() ? "dense" : config},
+                        {"force_keep", force_keep},
                         {"load_ms", engine->load_ms()}};
-    std::printf("# tsa-bench: %s (%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
+    std::printf("# tsa-bench: %s (%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
                 model_dir.c_str(), config.empty() ? "dense" : config.c_str(),
+                force_keep > 0 ? fmt::format(", keep {}", force_keep).c_str() : "",
                 static_cast<long long>(cfg.num_layers), static_cast<long long>(cfg.num_heads),
                 static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
                 engine->load_ms());
@@ -84,8 +97,9 @@ int main(int argc, char** argv) {
       tsa::Session s(engine, {.ctx_size = max_len + kAfter, .profile = true});
       s.prefill(random_ids(std::min<int64_t>(4096, max_len)));  // warm-up: handles, GEMM plans
       std::printf("| prompt | TTFT ms | prefill tok/s | attention ms (all layers) | attention "
-                  "TFLOP/s per layer | attention share | then decode tok/s |\n"
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+                  "TFLOP/s per layer | attention share | TSA layers | mean keep | then "
+                  "decode tok/s |\n"
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
       for (int64_t len : prefill) {
         s.reset();
         const auto ids = random_ids(len);
@@ -101,9 +115,21 @@ int main(int argc, char** argv) {
         const double flops = 4.0 * double(len) * double(len) / 2 * cfg.head_dim * cfg.num_heads;
         const double per_layer_ms = attn_ms / cfg.num_layers;
         const double tflops = flops / (per_layer_ms * 1e-3) / 1e12;
-        std::printf("| %lld | %.1f | %.0f | %.1f | %.1f | %.0f%% | %.1f |\n",
+        // Sparse layers of this prefill and the share of the prefix they kept.
+        int64_t n_sparse = 0;
+        double kept = 0;
+        for (int64_t l = 0; l < cfg.num_layers; ++l) {
+          const int64_t keep =
+              l < static_cast<int64_t>(prof.tsa_keep.size()) ? prof.tsa_keep[l] : -1;
+          if (keep < 0) continue;
+          const int64_t prefix = len - engine->sparsity().layers[l].window;
+          kept += prefix > 0 ? double(keep) / double(prefix) : 1.0;
+          ++n_sparse;
+        }
+        std::printf("| %lld | %.1f | %.0f | %.1f | %.1f | %.0f%% | %lld | %.3f | %.1f |\n",
                     static_cast<long long>(len), ttft, len / ttft * 1e3, attn_ms, tflops,
-                    100 * attn_ms / prof.forward_ms, after_tps);
+                    100 * attn_ms / prof.forward_ms, static_cast<long long>(n_sparse),
+                    n_sparse ? kept / n_sparse : 1.0, after_tps);
         std::fflush(stdout);
         j["prefill"].push_back({{"tokens", len}, {"ttft_ms", ttft},
                                 {"tokens_per_s", len / ttft * 1e3}, {"forward_ms", prof.forward_ms},
@@ -115,6 +141,7 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
 
+    std::erase_if(decode_ctx, [](int64_t c) { return c <= 0; });
     if (!decode_ctx.empty()) {
       // A context at the model's limit leaves room for the timed steps.
       const int64_t limit = cfg.max_position_embeddings - decode_steps - 1;

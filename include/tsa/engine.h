@@ -38,6 +38,9 @@ struct EngineOptions {
   // tokenizer is loaded when the folder has one.
   bool random_weights = false;
   uint64_t random_seed = 1;
+  // Benchmarks only: in [0, 1]; > 0 sets LayerSparsity::force_keep_fraction
+  // on every sparse layer (a fixed share of the prefix kept, no budget).
+  double force_keep_fraction = 0;
 };
 
 struct SessionOptions {

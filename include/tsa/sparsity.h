@@ -22,6 +22,11 @@ struct LayerSparsity {
   int64_t min_tokens = 1024;      // never keep fewer prefix tokens
   int64_t kernel_size = 7;        // odd width of the score smoothing
   int64_t min_prompt_tokens = 0;  // prompts shorter than this stay dense
+  // Benchmarks only (not read from JSON; EngineOptions::force_keep_fraction
+  // sets it on every sparse layer): > 0 makes a layer that applies keep
+  // round(F * (L - W)) prefix tokens per head, skipping the coverage budget
+  // (spec steps 4-5), to time the paper's operating points.
+  double force_keep_fraction = 0;
 };
 
 struct SparsityPlan {

@@ -73,25 +73,32 @@ TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads
   for (double& g : sel.global) gsum += (g /= heads);
   for (double& g : sel.global) g /= gsum + 1e-8;
 
-  // Step 4: how much of the least-attended mass stays under tau.
-  std::vector<double> sorted = sel.global;
-  std::sort(sorted.begin(), sorted.end());
-  double cum = 0;
-  int64_t n_drop = 0;
-  for (double g : sorted) {
-    cum += g;
-    if (cum < s.coverage) ++n_drop;
-    else break;
+  if (s.force_keep_fraction > 0) {
+    // Benchmarks: a fixed share of the prefix instead of steps 4-5.
+    sel.keep = std::clamp<int64_t>(std::llround(s.force_keep_fraction * double(P)), 0, P);
+    sel.n_drop = P - sel.keep;
+  } else {
+    // Step 4: how much of the least-attended mass stays under tau.
+    std::vector<double> sorted = sel.global;
+    std::sort(sorted.begin(), sorted.end());
+    double cum = 0;
+    int64_t n_drop = 0;
+    for (double g : sorted) {
+      cum += g;
+      if (cum < s.coverage) ++n_drop;
+      else break;
+    }
+    if (n_drop == 0) {
+      sel.why = "nothing to drop";
+      return sel;
+    }
+    sel.n_drop = n_drop + 1;
+    // Step 5: the same keep count for every head.
+    sel.keep = std::max(s.min_tokens, P - sel.n_drop);
   }
-  if (n_drop == 0) {
-    sel.why = "nothing to drop";
-    return sel;
-  }
-  sel.n_drop = n_drop + 1;
 
-  // Step 5-6: the same keep count for every head; each head takes its own
-  // top-k (per-head normalisation keeps the order of s[h, :]), then the window.
-  sel.keep = std::max(s.min_tokens, P - sel.n_drop);
+  // Step 6: each head takes its own top-k (per-head normalisation keeps the
+  // order of s[h, :]), then the window.
   sel.dense = false;
   sel.indices.resize(heads);
   for (int64_t h = 0; h < heads; ++h) {

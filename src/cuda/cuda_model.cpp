@@ -6,6 +6,11 @@
 //   A(l, c): h = add_rmsnorm(residual[c] += delta, attn_norm) -> qkv[c] = h Wqkv (+b)
 //            -> RoPE on q, k -> K, V rows into the cache
 //   B(l):    attn = attention(q, cache)                       (all rows)
+//            Token Sparse Attention layers (prefill from position 0, the
+//            whole prompt in this call): selection on the device
+//            (kernels/tsa_select.h), then the sparse attention launch reading
+//            the selected row count from the device; the KV cache has every
+//            token either way, and decode stays dense.
 //   C(l, c): delta = attn[c] Wo; h = add_rmsnorm(residual[c] += delta, ffn_norm)
 //            -> delta = swiglu(h Wgate_up) Wdown              (added by the next A or the final norm)
 //
@@ -14,6 +19,7 @@
 #include <algorithm>
 
 #include "cpu/rope.h"
+#include "cpu/tsa_reference.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_runner.h"
 #include "cuda/cuda_weights.h"
@@ -24,6 +30,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/random_fill.h"
 #include "kernels/sampling.h"
+#include "kernels/tsa_select.h"
 #include "plan/memory_plan.h"
 
 namespace tsa {
@@ -56,6 +63,10 @@ class CudaRunner final : public ModelRunner {
   std::vector<cudaEvent_t> events_;
   void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta);
   void attention(int64_t l, int64_t n, int64_t pos0);
+  // Selection + sparse attention of layer l over the whole prompt (pos0 = 0).
+  void sparse_attention(int64_t l, int64_t n, kernels::AttentionParams p);
+  // profile_.tsa_keep from the layers' device counts (after the stream sync).
+  void read_tsa_keep();
   void stage_c(int64_t l, int64_t c0, int64_t cn);
   void update_rope(int64_t seq_len);
   bf16* k_cache(int64_t l) const { return kv_.at<bf16>(size_t(2 * l) * layer_kv_bytes_); }
@@ -69,6 +80,7 @@ class CudaRunner final : public ModelRunner {
   }
 
   const ModelConfig& cfg_;
+  const SparsityPlan& sparsity_;
   std::shared_ptr<const CudaWeights> w_;
   MemoryPlan plan_;
   size_t layer_kv_bytes_ = 0;
@@ -81,12 +93,14 @@ class CudaRunner final : public ModelRunner {
   cudaStream_t stream_ = nullptr;
   int64_t n_cached_ = 0;
   int64_t qkv_width_ = 0;
-  int64_t rope_len_ = -1;     // seq_len the device inv_freq was computed for
-  float rope_scaling_ = 1.f;  // attention_scaling (yarn)
+  int64_t rope_len_ = -1;      // seq_len the device inv_freq was computed for
+  float rope_scaling_ = 1.f;   // attention_scaling (yarn)
+  bool tsa_ = false;           // some layer may run Token Sparse Attention
+  std::vector<char> tsa_ran_;  // per layer: sparse in the last forward
 };
 
 CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
-    : cfg_(e.config), w_(e.cuda_weights) {
+    : cfg_(e.config), sparsity_(e.sparsity), w_(e.cuda_weights) {
   if (!w_) throw Error("CUDA runner: the engine was not loaded with --device cuda");
   if (!o.dump_dir.empty()) throw Error("--dump is supported with --device cpu only");
   if (cfg_.head_dim != 64 && cfg_.head_dim != 128) {
@@ -110,6 +124,26 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   decode_ws_bytes_ = align(kernels::attention_decode_workspace_bytes(dp));
   sample_ws_bytes_ = align(kernels::sample_workspace_bytes(static_cast<int32_t>(cfg_.vocab_size)));
   po.extra_workspace = decode_ws_bytes_ + sample_ws_bytes_;
+  // Token Sparse Attention: scratch for the widest window of a layer that can
+  // go sparse (coverage > 0; a window >= the prompt never applies).
+  if (static_cast<int64_t>(sparsity_.layers.size()) != cfg_.num_layers)
+    throw Error("CUDA runner: the sparsity plan does not match the layer count");
+  int64_t max_window = 0;
+  for (const LayerSparsity& ls : sparsity_.layers) {
+    if (ls.sparse && ls.coverage > 0)
+      max_window = std::max(max_window, std::min(ls.window, po.max_tokens - 1));
+  }
+  tsa_ = max_window > 0;
+  tsa_ran_.assign(cfg_.num_layers, 0);
+  if (tsa_) {
+    po.tsa = true;
+    po.tsa_workspace = kernels::tsa_select_workspace_bytes(static_cast<int32_t>(po.max_tokens),
+                                                           static_cast<int32_t>(cfg_.num_heads),
+                                                           static_cast<int32_t>(max_window));
+    if (po.tsa_workspace == 0)
+      throw Error(fmt::format("CUDA runner: no TSA workspace size for {} tokens, window {}",
+                              po.max_tokens, max_window));
+  }
   plan_ = plan_memory(cfg_, po);
 
   cudaDeviceProp prop{};
@@ -233,12 +267,60 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
   p.n_kv = static_cast<int32_t>(pos0 + n);
   p.q_pos0 = static_cast<int32_t>(pos0);
   p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
-  if (n <= kDecodeMaxRows) {
+  // Token Sparse Attention: prefill from the start, long enough (as the CPU runner).
+  if (tsa_ && pos0 == 0 && cpu::tsa_applies(sparsity_.layers[l], n)) {
+    sparse_attention(l, n, p);
+  } else if (n <= kDecodeMaxRows) {
     check(kernels::attention_decode(p, buf<char>(Buf::Workspace), stream_), "attention_decode", n);
   } else {
     check(kernels::attention_prefill(p, stream_), "attention_prefill", n);
   }
   if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l + 1], stream_), "profile event");
+}
+
+void CudaRunner::sparse_attention(int64_t l, int64_t n, kernels::AttentionParams p) {
+  const LayerSparsity& ls = sparsity_.layers[l];
+  kernels::TsaSelectParams s;
+  s.q = p.q;
+  s.k = p.k;
+  s.q_stride = p.q_stride;
+  s.kv_stride = p.kv_stride;
+  s.len = static_cast<int32_t>(n);
+  s.num_heads = p.num_heads;
+  s.num_kv_heads = p.num_kv_heads;
+  s.head_dim = p.head_dim;
+  s.window = static_cast<int32_t>(ls.window);
+  s.min_tokens = static_cast<int32_t>(std::min<int64_t>(ls.min_tokens, INT32_MAX));
+  s.kernel_size = static_cast<int32_t>(std::min<int64_t>(ls.kernel_size, INT32_MAX - 1));
+  s.coverage = ls.coverage;
+  s.force_keep_fraction = ls.force_keep_fraction;
+  s.sel = buf<int32_t>(Buf::TsaSel);
+  s.info = buf<int32_t>(Buf::TsaInfo) + l * kernels::kTsaInfoInts;
+  check(kernels::tsa_select(s, buf<char>(Buf::TsaWork), plan_.bytes[static_cast<int>(Buf::TsaWork)],
+                            stream_),
+        "tsa_select", n);
+  // Every head attends over its own rows: lists of stride n, the row count
+  // from the selection, on the device. As in the CPU reference, the model's
+  // sliding window applies only when the layer ends up dense (every row
+  // selected); a real selection attends without it.
+  p.sel = s.sel;
+  p.n_sel = s.len;
+  p.n_sel_device = s.info + kernels::kTsaNSel;
+  check(kernels::attention_prefill(p, stream_), "attention_prefill (sparse)", n);
+  tsa_ran_[l] = 1;
+}
+
+void CudaRunner::read_tsa_keep() {
+  profile_.tsa_keep.assign(cfg_.num_layers, -1);
+  if (std::find(tsa_ran_.begin(), tsa_ran_.end(), 1) == tsa_ran_.end()) return;
+  std::vector<int32_t> info(cfg_.num_layers * kernels::kTsaInfoInts);
+  cuda_check(cudaMemcpyAsync(info.data(), buf<int32_t>(Buf::TsaInfo), info.size() * sizeof(int32_t),
+                             cudaMemcpyDeviceToHost, stream_),
+             "TSA counts download");
+  cuda_check(cudaStreamSynchronize(stream_), "TSA counts download");
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    if (tsa_ran_[l]) profile_.tsa_keep[l] = info[l * kernels::kTsaInfoInts + kernels::kTsaKeep];
+  }
 }
 
 void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
@@ -275,6 +357,7 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
     throw Error(fmt::format("forward of {} tokens exceeds the planned {} tokens per call", n,
                             plan_.options.max_tokens));
   n_cached_ = pos0;
+  std::fill(tsa_ran_.begin(), tsa_ran_.end(), 0);
   update_rope(pos0 + n);
   cudaEvent_t* call_events = events_.empty() ? nullptr : &events_[2 * cfg_.num_layers];
   if (call_events) cuda_check(cudaEventRecord(call_events[0], stream_), "profile event");
@@ -332,6 +415,7 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
   if (call_events) cuda_check(cudaEventRecord(call_events[1], stream_), "profile event");
   cuda_check(cudaStreamSynchronize(stream_), "forward");
   n_cached_ = pos0 + n;
+  read_tsa_keep();
   if (call_events) {
     auto elapsed = [](cudaEvent_t a, cudaEvent_t b) {
       float ms = 0;

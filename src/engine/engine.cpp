@@ -72,6 +72,13 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   impl->sparsity = options.sparsity_config.empty()
                        ? SparsityPlan::dense(impl->config.num_layers)
                        : SparsityPlan::from_file(options.sparsity_config, impl->config.num_layers);
+  if (!(options.force_keep_fraction >= 0 && options.force_keep_fraction <= 1)) {
+    throw Error(fmt::format("force_keep_fraction = {} must be in [0, 1]",
+                            options.force_keep_fraction));
+  }
+  for (LayerSparsity& l : impl->sparsity.layers) {
+    if (l.sparse) l.force_keep_fraction = options.force_keep_fraction;
+  }
 #ifdef TSA_HAVE_CUDA
   if (options.device == Device::Cuda) {
     impl->cuda_weights = options.random_weights

@@ -27,6 +27,9 @@ const char* buf_name(Buf b) {
     case Buf::Logits: return "logits";
     case Buf::Ids: return "ids";
     case Buf::Workspace: return "workspace";
+    case Buf::TsaSel: return "tsa_sel";
+    case Buf::TsaInfo: return "tsa_info";
+    case Buf::TsaWork: return "tsa_workspace";
     case Buf::Count: break;
   }
   return "?";
@@ -70,6 +73,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
       L * V * 4,                 // Logits
       T * 4,                     // Ids
       o.gemm_workspace + o.extra_workspace,  // Workspace
+      o.tsa ? T * c.num_heads * 4 : 0,       // TsaSel
+      o.tsa ? size_t(c.num_layers) * 4 * 4 : 0,  // TsaInfo
+      o.tsa ? o.tsa_workspace : 0,           // TsaWork
   };
   size_t at = 0;
   for (int b = 0; b < static_cast<int>(Buf::Count); ++b) {

@@ -24,6 +24,11 @@ struct PlanOptions {
   int64_t logits_rows = 256;  // lm_head rows per step
   size_t gemm_workspace = size_t(32) << 20;
   size_t extra_workspace = 0;  // attention decode, sampling (the runner adds these)
+  // Token Sparse Attention (set when some layer may run sparse): per-head
+  // index lists and per-layer counts, and the selection's scratch
+  // (kernels::tsa_select_workspace_bytes for max_tokens; the runner sets it).
+  bool tsa = false;
+  size_t tsa_workspace = 0;
 };
 
 // Activation buffers of one session, in placement order.
@@ -38,6 +43,9 @@ enum class Buf {
   Logits,    // [logits_rows, vocab] fp32
   Ids,       // [max_tokens] int32
   Workspace, // gemm + extra workspace
+  TsaSel,    // [num_heads, max_tokens] int32: per-head sorted index lists (tsa only)
+  TsaInfo,   // [num_layers, 4] int32: per-layer selection counts (tsa only)
+  TsaWork,   // tsa_workspace bytes: the selection's scratch (tsa only)
   Count
 };
 const char* buf_name(Buf b);

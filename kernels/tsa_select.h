@@ -1,0 +1,66 @@
+// Token Sparse Attention, selection for one layer (steps 1-6 of
+// ../shared/TSA_SPEC.md), entirely on the device: a few launches on `stream`,
+// no host synchronization, no allocation. The CPU reference it matches is
+// cpu::tsa_select (src/cpu/tsa_reference.h).
+//
+// Layouts (bf16, after RoPE; "row" = one token, as in kernels/attention.h):
+//   q: [len rows][num_heads * head_dim]     row stride q_stride elements
+//   k: [>= len rows][num_kv_heads * head_dim] row stride kv_stride (KV cache)
+// Query head h reads KV head h / (num_heads / num_kv_heads) (no K copies).
+//
+// Outputs:
+//   sel  [num_heads][len] int32: head h's sorted original rows in
+//        sel[h * len .. h * len + n_sel): its keep highest-scoring prefix rows
+//        (ties to the lower row), then the window rows [len - window, len).
+//        A layer that drops nothing lists every row (n_sel = len), so the
+//        sparse attention launch computes exactly the dense result.
+//   info [kTsaInfoInts] int32: n_sel, keep (-1 when the layer ran dense),
+//        n_drop (after the spec's +1; 0 when dense). The sparse attention
+//        launch reads n_sel from here (AttentionParams::n_sel_device, with
+//        sel and n_sel = len), and the host reads keep after the forward.
+// The workspace starts with the smoothed scores s [num_heads][len - window]
+// fp32 (tests compare them with the CPU's).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tsa::kernels {
+
+enum TsaInfo : int32_t { kTsaNSel = 0, kTsaKeep = 1, kTsaNDrop = 2, kTsaInfoInts = 4 };
+
+struct TsaSelectParams {
+  const __nv_bfloat16* q = nullptr;
+  const __nv_bfloat16* k = nullptr;
+  int64_t q_stride = 0, kv_stride = 0;  // elements between rows
+  int32_t len = 0;                      // L: prompt rows (the whole prefill, from position 0)
+  int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  // LayerSparsity values (include/tsa/sparsity.h).
+  int32_t window = 0;              // W: 1 <= W < len
+  int32_t min_tokens = 0;          // >= 0
+  int32_t kernel_size = 1;         // odd, >= 1
+  double coverage = 0;             // tau in [0, 1)
+  double force_keep_fraction = 0;  // > 0 (benchmarks): keep round(F * (len - W)), no budget
+  float scale = 0.f;               // 0 = 1/sqrt(head_dim)
+  int32_t* sel = nullptr;          // [num_heads][len]
+  int32_t* info = nullptr;         // [kTsaInfoInts]
+};
+
+// Scratch for a call of `len` rows with observation window `window`. Never
+// shrinks as len or window grow (num_heads fixed): a workspace sized for the
+// longest prompt and the widest window serves every smaller call. 0 when the
+// shape is invalid.
+size_t tsa_select_workspace_bytes(int32_t len, int32_t num_heads, int32_t window);
+
+// Returns cudaErrorInvalidValue (nothing launched) for bad shapes or pointers
+// (head_dim 64 or 128; q, k 16-byte aligned, strides multiples of 8 elements
+// and at least the row widths; window in [1, len); coverage in [0, 1);
+// force_keep_fraction in [0, 1]) or a workspace smaller than
+// tsa_select_workspace_bytes(len, num_heads, window).
+cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream);
+
+}  // namespace tsa::kernels
