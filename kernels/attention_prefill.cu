@@ -73,8 +73,8 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
   if (kSparse && q0 >= n_rows) return;  // a tile past the selected rows (whole block)
   // Positions: original ones (dense), compressed indices (sparse).
   const int pos0 = kSparse ? 0 : p.q_pos0;
-  const int pos_lo = pos0 + q0;                       // position of tile row 0
-  const int kv_end = pos0 + min(q0 + kBr, n_rows);    // keys [.., kv_end) are visible
+  const int pos_lo = pos0 + q0;                     // position of tile row 0
+  const int kv_end = pos0 + min(q0 + kBr, n_rows);  // keys [.., kv_end) are visible
   // Sparse: the window only when every row is selected (identity lists, so
   // compressed and original positions agree; see attention.h).
   const int window = !kSparse || n_rows == p.n_q ? p.sliding_window : 0;  // 0 = none

@@ -11,6 +11,8 @@ namespace tsa::kernels {
 
 using bf16 = __nv_bfloat16;
 
-__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 }  // namespace tsa::kernels

@@ -23,9 +23,9 @@ cudaError_t embed(const __nv_bfloat16* table, const int32_t* ids, int64_t n, int
 //   if delta: residual[i, :] += delta[i, :]
 //   out[i, :] = bf16(residual[i, :] * rsqrt(mean(residual^2) + eps) * weight)
 // residual [n, hidden] fp32, delta [n, hidden] bf16 (may be null), out bf16.
-cudaError_t add_rmsnorm(float* residual, const __nv_bfloat16* delta,
-                        const __nv_bfloat16* weight, float eps, int64_t n, int64_t hidden,
-                        __nv_bfloat16* out, cudaStream_t stream);
+cudaError_t add_rmsnorm(float* residual, const __nv_bfloat16* delta, const __nv_bfloat16* weight,
+                        float eps, int64_t n, int64_t hidden, __nv_bfloat16* out,
+                        cudaStream_t stream);
 
 // residual[i, :] = float(x[i, :])   (start of the residual stream)
 cudaError_t to_residual(const __nv_bfloat16* x, int64_t count, float* residual,
@@ -37,8 +37,7 @@ cudaError_t to_residual(const __nv_bfloat16* x, int64_t count, float* residual,
 // fp32 as pos * inv_freq[j] (inv_freq: [head_dim/2] on the device), and cos,
 // sin are scaled by attention_scaling (yarn).
 cudaError_t rope(__nv_bfloat16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim,
-                 int64_t pos0, const float* inv_freq, float attention_scaling,
-                 cudaStream_t stream);
+                 int64_t pos0, const float* inv_freq, float attention_scaling, cudaStream_t stream);
 
 // out[i, j] = silu(gu[i, j]) * gu[i, inter + j]   gu [n, 2*inter] (gate | up), out [n, inter]
 cudaError_t swiglu(const __nv_bfloat16* gu, int64_t n, int64_t inter, __nv_bfloat16* out,

@@ -31,7 +31,7 @@ cudaError_t random_fill(bf16* dst, int64_t n, uint64_t seed, float mean, float s
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>(ceil_div(n, threads), 65536);
   random_fill_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(dst, n, seed, mean,
-                                                                           scale);
+                                                                            scale);
   return cudaGetLastError();
 }
 

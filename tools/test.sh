@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh --test
 
+# Formatting first: it is the cheapest check (.clang-format, clang-format 14).
+git ls-files '*.h' '*.hpp' '*.cpp' '*.cu' '*.cuh' | xargs clang-format --dry-run -Werror
+
 BUILD=${TSA_BUILD_DIR:-build-test}
 JOBS=${TSA_JOBS:-$(nproc)}
 cuda_args=()

@@ -17,8 +17,8 @@
 #include <numeric>
 #include <random>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tsa/tsa.h"
@@ -78,16 +78,18 @@ int main(int argc, char** argv) {
       for (auto& t : ids) t = tok(rng);
       return ids;
     };
-    nlohmann::json j = {{"model", model_dir}, {"random_weights", random},
+    nlohmann::json j = {{"model", model_dir},
+                        {"random_weights", random},
                         {"config", config.empty() ? "dense" : config},
                         {"force_keep", force_keep},
                         {"load_ms", engine->load_ms()}};
-    std::printf("# tsa-bench: %s (%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
-                model_dir.c_str(), config.empty() ? "dense" : config.c_str(),
-                force_keep > 0 ? fmt::format(", keep {}", force_keep).c_str() : "",
-                static_cast<long long>(cfg.num_layers), static_cast<long long>(cfg.num_heads),
-                static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
-                engine->load_ms());
+    std::printf(
+        "# tsa-bench: %s (%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
+        model_dir.c_str(), config.empty() ? "dense" : config.c_str(),
+        force_keep > 0 ? fmt::format(", keep {}", force_keep).c_str() : "",
+        static_cast<long long>(cfg.num_layers), static_cast<long long>(cfg.num_heads),
+        static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
+        engine->load_ms());
 
     if (!prefill.empty()) {
       // Each prompt is followed by kAfter decode steps, inside the model's context.
@@ -96,10 +98,11 @@ int main(int argc, char** argv) {
       const int64_t max_len = *std::max_element(prefill.begin(), prefill.end());
       tsa::Session s(engine, {.ctx_size = max_len + kAfter, .profile = true});
       s.prefill(random_ids(std::min<int64_t>(4096, max_len)));  // warm-up: handles, GEMM plans
-      std::printf("| prompt | TTFT ms | prefill tok/s | attention ms (all layers) | attention "
-                  "TFLOP/s per layer | attention share | TSA layers | mean keep | then "
-                  "decode tok/s |\n"
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+      std::printf(
+          "| prompt | TTFT ms | prefill tok/s | attention ms (all layers) | attention "
+          "TFLOP/s per layer | attention share | TSA layers | mean keep | then "
+          "decode tok/s |\n"
+          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
       for (int64_t len : prefill) {
         s.reset();
         const auto ids = random_ids(len);
@@ -110,7 +113,8 @@ int main(int argc, char** argv) {
         const auto t1 = Clock::now();
         for (int64_t i = 0; i < kAfter; ++i) t = argmax(s.decode(t));
         const double after_tps = kAfter / ms_since(t1) * 1e3;
-        const double attn_ms = std::accumulate(prof.attention_ms.begin(), prof.attention_ms.end(), 0.0);
+        const double attn_ms =
+            std::accumulate(prof.attention_ms.begin(), prof.attention_ms.end(), 0.0);
         // Causal attention FLOPs of one layer: QK^T and PV over the lower triangle.
         const double flops = 4.0 * double(len) * double(len) / 2 * cfg.head_dim * cfg.num_heads;
         const double per_layer_ms = attn_ms / cfg.num_layers;
@@ -131,8 +135,10 @@ int main(int argc, char** argv) {
                     100 * attn_ms / prof.forward_ms, static_cast<long long>(n_sparse),
                     n_sparse ? kept / n_sparse : 1.0, after_tps);
         std::fflush(stdout);
-        j["prefill"].push_back({{"tokens", len}, {"ttft_ms", ttft},
-                                {"tokens_per_s", len / ttft * 1e3}, {"forward_ms", prof.forward_ms},
+        j["prefill"].push_back({{"tokens", len},
+                                {"ttft_ms", ttft},
+                                {"tokens_per_s", len / ttft * 1e3},
+                                {"forward_ms", prof.forward_ms},
                                 {"attention_ms", prof.attention_ms},
                                 {"attention_tflops_per_layer", tflops},
                                 {"tsa_keep", prof.tsa_keep},
@@ -154,8 +160,9 @@ int main(int argc, char** argv) {
                  cfg.num_layers * (cfg.hidden_size * qkv +
                                    double(cfg.hidden_size) * cfg.num_heads * cfg.head_dim +
                                    3.0 * cfg.hidden_size * cfg.intermediate_size));
-      std::printf("| context | decode tok/s | ms/token | bytes read/token | GB/s |\n"
-                  "| ---: | ---: | ---: | ---: | ---: |\n");
+      std::printf(
+          "| context | decode tok/s | ms/token | bytes read/token | GB/s |\n"
+          "| ---: | ---: | ---: | ---: | ---: |\n");
       for (int64_t ctx : decode_ctx) {
         s.fill_cache_random(ctx);
         int32_t t = tok(rng);
@@ -165,14 +172,17 @@ int main(int argc, char** argv) {
         const double ms = ms_since(t0) / decode_steps;
         // What one step must read at least: every weight once and the K/V
         // of every cached position (bf16).
-        const double kv_bytes = 2.0 * cfg.num_layers * (ctx + decode_steps / 2) *
-                                cfg.num_kv_heads * cfg.head_dim * 2;
+        const double kv_bytes =
+            2.0 * cfg.num_layers * (ctx + decode_steps / 2) * cfg.num_kv_heads * cfg.head_dim * 2;
         const double gbps = (weight_bytes + kv_bytes) / (ms * 1e-3) / 1e9;
         std::printf("| %lld | %.1f | %.3f | %.0f MB | %.0f |\n", static_cast<long long>(ctx),
                     1e3 / ms, ms, (weight_bytes + kv_bytes) / 1e6, gbps);
         std::fflush(stdout);
-        j["decode"].push_back({{"context", ctx}, {"tokens_per_s", 1e3 / ms}, {"ms_per_token", ms},
-                               {"kv_bytes", kv_bytes}, {"weight_bytes", weight_bytes},
+        j["decode"].push_back({{"context", ctx},
+                               {"tokens_per_s", 1e3 / ms},
+                               {"ms_per_token", ms},
+                               {"kv_bytes", kv_bytes},
+                               {"weight_bytes", weight_bytes},
                                {"achieved_gb_per_s", gbps}});
       }
     }

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <sstream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "eval/haystack.h"
@@ -53,11 +53,16 @@ int main(int argc, char** argv) {
   app.add_option("--haystack", haystack, "Folder of .txt files to fill prompts with")->required();
   app.add_option("--tasks", tasks, "Comma-separated: ppl, passkey, needle, agree")
       ->capture_default_str();
-  app.add_option("--lengths", lengths, "Prompt lengths in tokens (default: 1K, 2K, ... up to the "
-                                       "model's context)")->delimiter(',');
-  app.add_option("--depths", depths, "Needle depths in [0, 1]")->delimiter(',')->capture_default_str();
+  app.add_option("--lengths", lengths,
+                 "Prompt lengths in tokens (default: 1K, 2K, ... up to the "
+                 "model's context)")
+      ->delimiter(',');
+  app.add_option("--depths", depths, "Needle depths in [0, 1]")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--last-n", o.last_n, "Positions scored by ppl and agree")->capture_default_str();
-  app.add_option("--trials", o.trials, "Retrieval prompts per (length, depth)")->capture_default_str();
+  app.add_option("--trials", o.trials, "Retrieval prompts per (length, depth)")
+      ->capture_default_str();
   app.add_option("--seed", o.seed, "Seed for keys and needle placement")->capture_default_str();
   app.add_flag("--chat", o.chat, "Wrap retrieval prompts in the model's chat template");
   app.add_option("--config", config, "Sparsity config of the run (default dense)");
@@ -83,14 +88,15 @@ int main(int argc, char** argv) {
     o.depths = depths;
     for (int64_t l : o.lengths)
       if (l < 64 || l > max_ctx)
-        throw tsa::Error(fmt::format("--lengths: {} is outside [64, {}] (the model's context)", l,
-                                     max_ctx));
+        throw tsa::Error(
+            fmt::format("--lengths: {} is outside [64, {}] (the model's context)", l, max_ctx));
     for (double d : o.depths)
       if (d < 0 || d > 1) throw tsa::Error(fmt::format("--depths: {} is outside [0, 1]", d));
     if (o.last_n < 1 || o.trials < 1) throw tsa::Error("--last-n and --trials must be >= 1");
     o.session.ctx_size = *std::max_element(o.lengths.begin(), o.lengths.end()) + 64;
     if (o.session.ctx_size > max_ctx) o.session.ctx_size = max_ctx;
-    if (!quiet) o.log = [](const std::string& s) { std::fprintf(stderr, "[tsa-eval] %s\n", s.c_str()); };
+    if (!quiet)
+      o.log = [](const std::string& s) { std::fprintf(stderr, "[tsa-eval] %s\n", s.c_str()); };
 
     const tsa::eval::Haystack hay = tsa::eval::load_haystack(haystack, engine->tokenizer());
     nlohmann::json j = {{"model", model_dir},
@@ -121,12 +127,13 @@ int main(int argc, char** argv) {
         const auto rows = tsa::eval::compare(a, b);
         std::printf("## agreement: A = %s, B = %s, last %lld positions\n\n%s\n",
                     config.empty() ? "dense" : config.c_str(),
-                    config_b.empty() ? "dense" : config_b.c_str(),
-                    static_cast<long long>(o.last_n), tsa::eval::agreement_table(rows).c_str());
+                    config_b.empty() ? "dense" : config_b.c_str(), static_cast<long long>(o.last_n),
+                    tsa::eval::agreement_table(rows).c_str());
         j["agreement"] = {{"config_b", config_b.empty() ? "dense" : config_b},
                           {"rows", tsa::eval::to_json(rows)}};
       } else {
-        throw tsa::Error(fmt::format("--tasks: unknown task '{}' (ppl, passkey, needle, agree)", task));
+        throw tsa::Error(
+            fmt::format("--tasks: unknown task '{}' (ppl, passkey, needle, agree)", task));
       }
       std::fflush(stdout);
     }

@@ -10,8 +10,8 @@
 #include <iostream>
 #include <sstream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tsa/tsa.h"
@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
   tsa::SamplingOptions sampling;
   uint64_t seed = 0;
 
-  app.add_option("-m,--model", model_dir, "Hugging Face model folder (default: models/SmolLM2-135M-Instruct)");
+  app.add_option("-m,--model", model_dir,
+                 "Hugging Face model folder (default: models/SmolLM2-135M-Instruct)");
   app.add_option("-f,--file", prompt_file, "Read the prompt from this file");
   app.add_option("-p,--prompt", prompt, "Prompt text");
   app.add_option("-n,--n-predict", n_predict, "Tokens to generate (-1 = until EOS or full context)")
@@ -101,19 +102,23 @@ int main(int argc, char** argv) {
   app.add_option("--repeat-penalty", sampling.repeat_penalty, "Repetition penalty (1 = off)")
       ->capture_default_str();
   app.add_option("--repeat-last-n", sampling.repeat_last_n,
-                 "Tokens the penalty looks back over (-1 = all)")->capture_default_str();
+                 "Tokens the penalty looks back over (-1 = all)")
+      ->capture_default_str();
   auto* seed_opt = app.add_option("--seed", seed, "Sampling seed (default: random)");
   app.add_option("--stop", stops, "Stop string (repeatable)");
   app.add_flag("--ignore-eos", ignore_eos, "Do not stop at end-of-sequence tokens");
   app.add_option("--config", config_file, "Sparsity config JSON (default: all layers dense)");
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("-t,--threads", threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", threads, "CPU threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
   auto* chat_flag = app.add_flag("--chat", chat, "Wrap the prompt in the model's chat template");
   app.add_flag("--raw", raw, "Use the prompt as is (default)")->excludes(chat_flag);
   app.add_option("--system", system_prompt, "System message (with --chat)");
-  app.add_flag("--json", as_json, "Print one JSON object with ids, text and timings instead of streaming");
+  app.add_flag("--json", as_json,
+               "Print one JSON object with ids, text and timings instead of streaming");
   app.add_option("--dump", dump_dir, "Debug: write named intermediates as .npy into this folder");
-  app.add_option("--dump-filter", dump_filter, "Debug: only intermediates whose name contains this");
+  app.add_option("--dump-filter", dump_filter,
+                 "Debug: only intermediates whose name contains this");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -183,8 +188,10 @@ int main(int argc, char** argv) {
       j["stop_reason"] = tsa::stop_reason_name(r.stop_reason);
       j["seed"] = r.seed;
       const auto& t = r.timings;
-      j["timings"] = {{"load_ms", t.load_ms},         {"prefill_ms", t.prefill_ms},
-                      {"ttft_ms", t.ttft_ms},         {"decode_ms", t.decode_ms},
+      j["timings"] = {{"load_ms", t.load_ms},
+                      {"prefill_ms", t.prefill_ms},
+                      {"ttft_ms", t.ttft_ms},
+                      {"decode_ms", t.decode_ms},
                       {"prompt_tokens", t.prompt_tokens},
                       {"generated_tokens", t.generated_tokens},
                       {"prefill_tokens_per_s", t.prefill_tokens_per_s()},

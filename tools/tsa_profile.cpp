@@ -15,8 +15,8 @@
 #include <numeric>
 #include <sstream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tsa/tsa.h"
@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--length", length, "Calibration prompt length in tokens")->capture_default_str();
   app.add_option("--delta", delta, "Quantile of the drift at or below which layers go sparse")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   app.add_option("--coverage", coverage, "tau written into the config")->capture_default_str();
   app.add_option("--window", window, "window written into the config")->capture_default_str();
   app.add_option("--min-tokens", min_tokens, "min_tokens written into the config")
@@ -86,8 +87,8 @@ int main(int argc, char** argv) {
     auto engine = tsa::Engine::load({.model_dir = model_dir, .threads = threads});
     const tsa::ModelConfig& cfg = engine->config();
     if (length < 2 || length > cfg.max_position_embeddings)
-      throw tsa::Error(fmt::format("--length {} is outside [2, {}]", length,
-                                   cfg.max_position_embeddings));
+      throw tsa::Error(
+          fmt::format("--length {} is outside [2, {}]", length, cfg.max_position_embeddings));
     std::vector<int32_t> ids = engine->tokenizer().encode(calibration_text(text_path), true);
     if (static_cast<int64_t>(ids.size()) < length)
       throw tsa::Error(fmt::format("the calibration text has {} tokens, fewer than --length {}",

@@ -46,9 +46,9 @@ struct EngineOptions {
 struct SessionOptions {
   int64_t ctx_size = 0;       // KV-cache capacity in tokens; 0 = model's max_position_embeddings
   int64_t prefill_chunk = 0;  // prompt tokens per forward pass; 0 = backend default
-  std::string dump_dir;     // debug: write named intermediates ("attn_out-3") as .npy here
-  std::string dump_filter;  // only names containing this ("" = all)
-  bool profile = false;  // per-layer timings (GPU) and drift (CPU); see Session::profile
+  std::string dump_dir;       // debug: write named intermediates ("attn_out-3") as .npy here
+  std::string dump_filter;    // only names containing this ("" = all)
+  bool profile = false;       // per-layer timings (GPU) and drift (CPU); see Session::profile
 };
 
 // What the last forward call did: attention time per layer (selection
@@ -67,12 +67,12 @@ struct ForwardProfile {
 };
 
 struct SamplingOptions {
-  float temperature = 0.8f;     // 0 = greedy (argmax)
-  int32_t top_k = 40;           // 0 = off
-  float top_p = 0.95f;          // 1 = off
-  float min_p = 0.05f;          // 0 = off
-  float repeat_penalty = 1.0f;  // 1 = off; HF semantics (divide positive logits)
-  int32_t repeat_last_n = 64;   // tokens the penalty looks back over; -1 = whole context
+  float temperature = 0.8f;      // 0 = greedy (argmax)
+  int32_t top_k = 40;            // 0 = off
+  float top_p = 0.95f;           // 1 = off
+  float min_p = 0.05f;           // 0 = off
+  float repeat_penalty = 1.0f;   // 1 = off; HF semantics (divide positive logits)
+  int32_t repeat_last_n = 64;    // tokens the penalty looks back over; -1 = whole context
   std::optional<uint64_t> seed;  // unset = random
 };
 
@@ -91,7 +91,7 @@ struct Timings {
 };
 
 struct GenerateOptions {
-  int64_t max_new_tokens = 256;  // -1 = until EOS, a stop string or a full context
+  int64_t max_new_tokens = 256;   // -1 = until EOS, a stop string or a full context
   std::vector<std::string> stop;  // stop strings (not included in the text)
   bool ignore_eos = false;
   SamplingOptions sampling;

@@ -28,8 +28,8 @@ struct RopeScaling {
   // yarn
   double beta_fast = 32.0;
   double beta_slow = 1.0;
-  double mscale = 0.0;          // 0 = absent
-  double mscale_all_dim = 0.0;  // 0 = absent
+  double mscale = 0.0;            // 0 = absent
+  double mscale_all_dim = 0.0;    // 0 = absent
   double attention_factor = 0.0;  // 0 = absent: derived from factor/mscale
   bool truncate = true;
 };
@@ -50,9 +50,9 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0;
   int64_t sliding_window = 0;  // 0 = full attention
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v projections carry a bias (Qwen2)
-  std::string torch_dtype;      // informational ("bfloat16", ...)
-  int64_t bos_token_id = -1;    // -1 = none
+  bool attention_bias = false;         // q/k/v projections carry a bias (Qwen2)
+  std::string torch_dtype;             // informational ("bfloat16", ...)
+  int64_t bos_token_id = -1;           // -1 = none
   std::vector<int64_t> eos_token_ids;  // config.json and generation_config.json merged
 };
 

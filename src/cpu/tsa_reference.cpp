@@ -9,12 +9,11 @@
 namespace tsa::cpu {
 
 bool tsa_applies(const LayerSparsity& s, int64_t len) {
-  return s.sparse && s.coverage > 0 && len > s.min_tokens + s.window &&
-         len >= s.min_prompt_tokens;
+  return s.sparse && s.coverage > 0 && len > s.min_tokens + s.window && len >= s.min_prompt_tokens;
 }
 
-TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads,
-                        int64_t kv_heads, int64_t D, const LayerSparsity& s) {
+TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads, int64_t kv_heads,
+                        int64_t D, const LayerSparsity& s) {
   TsaSelection sel;
   sel.window = s.window;
   if (!s.sparse || s.coverage <= 0) {
@@ -85,8 +84,10 @@ TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads
     int64_t n_drop = 0;
     for (double g : sorted) {
       cum += g;
-      if (cum < s.coverage) ++n_drop;
-      else break;
+      if (cum < s.coverage)
+        ++n_drop;
+      else
+        break;
     }
     if (n_drop == 0) {
       sel.why = "nothing to drop";

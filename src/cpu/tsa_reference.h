@@ -11,16 +11,16 @@
 namespace tsa::cpu {
 
 struct TsaSelection {
-  bool dense = true;      // true: run the layer densely for this prefill
-  const char* why = "";   // when dense: "short prompt", "coverage 0", "nothing to drop"
-  int64_t n_drop = 0;     // after the +1 of step 4
-  int64_t keep = 0;       // k: prefix tokens kept per head
-  int64_t window = 0;     // W
+  bool dense = true;     // true: run the layer densely for this prefill
+  const char* why = "";  // when dense: "short prompt", "coverage 0", "nothing to drop"
+  int64_t n_drop = 0;    // after the +1 of step 4
+  int64_t keep = 0;      // k: prefix tokens kept per head
+  int64_t window = 0;    // W
   // Per query head: k + W sorted original positions (empty when dense).
   std::vector<std::vector<int32_t>> indices;
   // Step 1-3 intermediates, kept for tests: [heads][L - W]
-  std::vector<std::vector<float>> scores;    // smoothed s[h, j]
-  std::vector<double> global;                // normalised g[j]
+  std::vector<std::vector<float>> scores;  // smoothed s[h, j]
+  std::vector<double> global;              // normalised g[j]
 };
 
 // Whether a prefill of `len` tokens is long enough for the layer to go sparse

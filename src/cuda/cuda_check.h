@@ -16,8 +16,8 @@ namespace tsa {
 inline void cuda_check(cudaError_t e, const std::string& what) {
   if (e != cudaSuccess) {
     if (e == cudaErrorMemoryAllocation) cudaGetLastError();  // clear the sticky-free error
-    throw Error(fmt::format("CUDA error in {}: {} ({})", what, cudaGetErrorString(e),
-                            cudaGetErrorName(e)));
+    throw Error(
+        fmt::format("CUDA error in {}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e)));
   }
 }
 

@@ -12,7 +12,8 @@
 //            the selected row count from the device; the KV cache has every
 //            token either way, and decode stays dense.
 //   C(l, c): delta = attn[c] Wo; h = add_rmsnorm(residual[c] += delta, ffn_norm)
-//            -> delta = swiglu(h Wgate_up) Wdown              (added by the next A or the final norm)
+//            -> delta = swiglu(h Wgate_up) Wdown              (added by the next A or the final
+//            norm)
 //
 // executed as A(0, *), B(0), [C(l-1, c), A(l, c) for each c], B(l), ..., C(L-1, *), final norm,
 // lm_head on the requested rows only.
@@ -104,8 +105,8 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   if (!w_) throw Error("CUDA runner: the engine was not loaded with --device cuda");
   if (!o.dump_dir.empty()) throw Error("--dump is supported with --device cpu only");
   if (cfg_.head_dim != 64 && cfg_.head_dim != 128) {
-    throw Error(fmt::format("CUDA backend: head_dim {} is not supported (64 or 128)",
-                            cfg_.head_dim));
+    throw Error(
+        fmt::format("CUDA backend: head_dim {} is not supported (64 or 128)", cfg_.head_dim));
   }
   const int64_t ctx = o.ctx_size > 0 ? o.ctx_size : cfg_.max_position_embeddings;
   PlanOptions po;
@@ -190,9 +191,9 @@ int32_t CudaRunner::sample_on_device(const SamplingOptions& o, std::span<const i
   p.min_p = o.min_p;
   p.uniform = uniform;
   p.out = dev_out;
-  cuda_check(kernels::sample(p, buf<char>(Buf::Workspace) + decode_ws_bytes_, sample_ws_bytes_,
-                             stream_),
-             fmt::format("sample (vocab {})", cfg_.vocab_size));
+  cuda_check(
+      kernels::sample(p, buf<char>(Buf::Workspace) + decode_ws_bytes_, sample_ws_bytes_, stream_),
+      fmt::format("sample (vocab {})", cfg_.vocab_size));
   int32_t id = -1;
   cuda_check(cudaMemcpyAsync(&id, dev_out, sizeof(id), cudaMemcpyDeviceToHost, stream_),
              "sampled id download");
@@ -334,8 +335,7 @@ void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
                              static_cast<float>(cfg_.rms_norm_eps), cn, H, norm, stream_),
         "add_rmsnorm", cn);
   gemm_->run(norm, cn, H, L.w_gate_up, 2 * I, nullptr, buf<bf16>(Buf::GateUp), false, stream_);
-  check(kernels::swiglu(buf<bf16>(Buf::GateUp), cn, I, buf<bf16>(Buf::Act), stream_), "swiglu",
-        cn);
+  check(kernels::swiglu(buf<bf16>(Buf::GateUp), cn, I, buf<bf16>(Buf::Act), stream_), "swiglu", cn);
   gemm_->run(buf<bf16>(Buf::Act), cn, I, L.w_down, H, nullptr, delta, false, stream_);
 }
 
@@ -364,9 +364,9 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
 
   const int64_t C = std::min(plan_.options.chunk, plan_.options.max_tokens);
   int32_t* dev_ids = buf<int32_t>(Buf::Ids);
-  cuda_check(cudaMemcpyAsync(dev_ids, ids.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice,
-                             stream_),
-             "token ids upload");
+  cuda_check(
+      cudaMemcpyAsync(dev_ids, ids.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+      "token ids upload");
   float* resid = buf<float>(Buf::Residual);
   bf16* norm = buf<bf16>(Buf::Norm);
   bf16* delta = buf<bf16>(Buf::Delta);
@@ -397,10 +397,10 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
     if (c0 + cn <= first) continue;  // rows whose logits nobody asked for
     stage_c(cfg_.num_layers - 1, c0, cn);
     const int64_t r0 = std::max(c0, first);  // first wanted row in this chunk
-    check(kernels::add_rmsnorm(resid + r0 * H, delta + (r0 - c0) * H, w_->final_norm,
-                               static_cast<float>(cfg_.rms_norm_eps), c0 + cn - r0, H, norm,
-                               stream_),
-          "final norm", c0 + cn - r0);
+    check(
+        kernels::add_rmsnorm(resid + r0 * H, delta + (r0 - c0) * H, w_->final_norm,
+                             static_cast<float>(cfg_.rms_norm_eps), c0 + cn - r0, H, norm, stream_),
+        "final norm", c0 + cn - r0);
     for (int64_t q0 = r0; q0 < c0 + cn; q0 += R) {
       const int64_t qn = std::min(R, c0 + cn - q0);
       gemm_->run(norm + (q0 - r0) * H, qn, H, w_->lm_head, V, nullptr, dev_logits, true, stream_);

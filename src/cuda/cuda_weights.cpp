@@ -16,9 +16,12 @@ using bf16 = __nv_bfloat16;
 
 kernels::WeightType weight_type(DType t) {
   switch (t) {
-    case DType::F32: return kernels::WeightType::F32;
-    case DType::F16: return kernels::WeightType::F16;
-    case DType::BF16: return kernels::WeightType::BF16;
+    case DType::F32:
+      return kernels::WeightType::F32;
+    case DType::F16:
+      return kernels::WeightType::F16;
+    case DType::BF16:
+      return kernels::WeightType::BF16;
   }
   return kernels::WeightType::F32;
 }

@@ -9,7 +9,8 @@ namespace tsa {
 
 DeviceBlock::DeviceBlock(size_t bytes, const std::string& what) : bytes_(bytes) {
   if (bytes == 0) return;
-  cuda_check(cudaMalloc(&ptr_, bytes), fmt::format("allocating {} ({})", what, format_bytes(bytes)));
+  cuda_check(cudaMalloc(&ptr_, bytes),
+             fmt::format("allocating {} ({})", what, format_bytes(bytes)));
 }
 
 DeviceBlock::~DeviceBlock() {

@@ -21,15 +21,23 @@ namespace fs = std::filesystem;
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
-const ModelConfig& Engine::config() const { return impl_->config; }
+const ModelConfig& Engine::config() const {
+  return impl_->config;
+}
 const Tokenizer& Engine::tokenizer() const {
   if (!impl_->tokenizer)
     throw Error(fmt::format("{}: no tokenizer was loaded", impl_->options.model_dir));
   return *impl_->tokenizer;
 }
-const SparsityPlan& Engine::sparsity() const { return impl_->sparsity; }
-const EngineOptions& Engine::options() const { return impl_->options; }
-double Engine::load_ms() const { return impl_->load_ms; }
+const SparsityPlan& Engine::sparsity() const {
+  return impl_->sparsity;
+}
+const EngineOptions& Engine::options() const {
+  return impl_->options;
+}
+double Engine::load_ms() const {
+  return impl_->load_ms;
+}
 
 std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -73,8 +81,8 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
                        ? SparsityPlan::dense(impl->config.num_layers)
                        : SparsityPlan::from_file(options.sparsity_config, impl->config.num_layers);
   if (!(options.force_keep_fraction >= 0 && options.force_keep_fraction <= 1)) {
-    throw Error(fmt::format("force_keep_fraction = {} must be in [0, 1]",
-                            options.force_keep_fraction));
+    throw Error(
+        fmt::format("force_keep_fraction = {} must be in [0, 1]", options.force_keep_fraction));
   }
   for (LayerSparsity& l : impl->sparsity.layers) {
     if (l.sparse) l.force_keep_fraction = options.force_keep_fraction;
@@ -97,18 +105,23 @@ double Timings::prefill_tokens_per_s() const {
 }
 
 double Timings::decode_tokens_per_s() const {
-  return decode_ms > 0 && generated_tokens > 1 ? (generated_tokens - 1) * 1000.0 / decode_ms
-                                               : 0.0;
+  return decode_ms > 0 && generated_tokens > 1 ? (generated_tokens - 1) * 1000.0 / decode_ms : 0.0;
 }
 
 const char* stop_reason_name(StopReason r) {
   switch (r) {
-    case StopReason::MaxTokens: return "max_tokens";
-    case StopReason::Eos: return "eos";
-    case StopReason::StopString: return "stop_string";
-    case StopReason::Callback: return "callback";
-    case StopReason::ContextFull: return "context_full";
-    case StopReason::Cancelled: return "cancelled";
+    case StopReason::MaxTokens:
+      return "max_tokens";
+    case StopReason::Eos:
+      return "eos";
+    case StopReason::StopString:
+      return "stop_string";
+    case StopReason::Callback:
+      return "callback";
+    case StopReason::ContextFull:
+      return "context_full";
+    case StopReason::Cancelled:
+      return "cancelled";
   }
   return "?";
 }

@@ -33,7 +33,7 @@ struct Session::Impl {
   SessionOptions options;
   std::unique_ptr<ModelRunner> runner;
   int64_t n_past = 0;
-  int64_t chunk = 0;  // prompt tokens per forward call
+  int64_t chunk = 0;              // prompt tokens per forward call
   std::vector<float> logits;      // last forward's output
   std::vector<float> out_logits;  // prefill's result, n_logits x vocab
 };
@@ -57,13 +57,18 @@ Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& opt
     impl_->runner = make_cuda_runner(impl_->engine->impl(), options);
 #endif
   if (!impl_->runner) impl_->runner = make_cpu_runner(impl_->engine->impl(), options);
-  impl_->chunk = options.prefill_chunk > 0 ? options.prefill_chunk : impl_->runner->preferred_chunk();
+  impl_->chunk =
+      options.prefill_chunk > 0 ? options.prefill_chunk : impl_->runner->preferred_chunk();
 }
 
 Session::~Session() = default;
 
-int64_t Session::n_past() const { return impl_->n_past; }
-const ForwardProfile& Session::profile() const { return impl_->runner->profile(); }
+int64_t Session::n_past() const {
+  return impl_->n_past;
+}
+const ForwardProfile& Session::profile() const {
+  return impl_->runner->profile();
+}
 
 void Session::fill_cache_random(int64_t n_tokens) {
   if (n_tokens < 0 || n_tokens >= ctx_size())
@@ -75,8 +80,12 @@ void Session::fill_cache_random(int64_t n_tokens) {
 void ModelRunner::fill_cache_random(int64_t) {
   throw Error("fill_cache_random is available with --device cuda only");
 }
-int64_t Session::ctx_size() const { return impl_->runner->capacity(); }
-void Session::reset() { impl_->n_past = 0; }
+int64_t Session::ctx_size() const {
+  return impl_->runner->capacity();
+}
+void Session::reset() {
+  impl_->n_past = 0;
+}
 
 std::span<const float> Session::prefill(std::span<const int32_t> tokens, int64_t n_logits,
                                         const GenerateOptions* progress) {

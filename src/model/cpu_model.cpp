@@ -124,7 +124,7 @@ class CpuRunner final : public ModelRunner {
   Dumper dump_;
   bool measure_drift_;
   std::vector<float> x_in_;  // residual stream entering the layer (drift only)
-  int64_t n_cached_ = 0;  // positions [0, n_cached_) hold valid K/V
+  int64_t n_cached_ = 0;     // positions [0, n_cached_) hold valid K/V
 
   // Per-call scratch, [n, width], grown to the largest chunk seen and kept.
   int64_t scratch_rows_ = 0;

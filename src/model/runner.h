@@ -30,8 +30,8 @@ class ModelRunner {
   // Picks the next token from the last forward's last logits row where they
   // live (the GPU), with the CPU Sampler's semantics and the given draw;
   // returns -1 when the backend leaves sampling to the host.
-  virtual int32_t sample_on_device(const SamplingOptions& options,
-                                   std::span<const int32_t> history, double uniform) {
+  virtual int32_t sample_on_device(const SamplingOptions& options, std::span<const int32_t> history,
+                                   double uniform) {
     return -1;
   }
   // See Session::fill_cache_random; backends without it throw.

@@ -11,26 +11,42 @@ namespace tsa {
 namespace {
 
 constexpr size_t kAlign = 256;
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+size_t align_up(size_t x) {
+  return (x + kAlign - 1) / kAlign * kAlign;
+}
 
 }  // namespace
 
 const char* buf_name(Buf b) {
   switch (b) {
-    case Buf::Residual: return "residual";
-    case Buf::Qkv: return "qkv";
-    case Buf::Attn: return "attn";
-    case Buf::Norm: return "norm";
-    case Buf::GateUp: return "gate_up";
-    case Buf::Act: return "act";
-    case Buf::Delta: return "delta";
-    case Buf::Logits: return "logits";
-    case Buf::Ids: return "ids";
-    case Buf::Workspace: return "workspace";
-    case Buf::TsaSel: return "tsa_sel";
-    case Buf::TsaInfo: return "tsa_info";
-    case Buf::TsaWork: return "tsa_workspace";
-    case Buf::Count: break;
+    case Buf::Residual:
+      return "residual";
+    case Buf::Qkv:
+      return "qkv";
+    case Buf::Attn:
+      return "attn";
+    case Buf::Norm:
+      return "norm";
+    case Buf::GateUp:
+      return "gate_up";
+    case Buf::Act:
+      return "act";
+    case Buf::Delta:
+      return "delta";
+    case Buf::Logits:
+      return "logits";
+    case Buf::Ids:
+      return "ids";
+    case Buf::Workspace:
+      return "workspace";
+    case Buf::TsaSel:
+      return "tsa_sel";
+    case Buf::TsaInfo:
+      return "tsa_info";
+    case Buf::TsaWork:
+      return "tsa_workspace";
+    case Buf::Count:
+      break;
   }
   return "?";
 }
@@ -38,11 +54,11 @@ const char* buf_name(Buf b) {
 size_t weight_bytes(const ModelConfig& c) {
   const size_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const size_t qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
-  size_t per_layer = 2 * H                      // norms
-                     + qkv * H                  // fused q/k/v
+  size_t per_layer = 2 * H                                                            // norms
+                     + qkv * H                                                        // fused q/k/v
                      + (c.attention_bias ? qkv : 0) + H * (c.num_heads * c.head_dim)  // o_proj
-                     + (c.attention_bias && c.family == Family::Llama ? H : 0)  // o_proj bias
-                     + 2 * I * H + H * I;       // gate|up, down
+                     + (c.attention_bias && c.family == Family::Llama ? H : 0)        // o_proj bias
+                     + 2 * I * H + H * I;               // gate|up, down
   size_t total = per_layer * c.num_layers + V * H + H;  // + embedding + final norm
   if (!c.tie_word_embeddings) total += V * H;
   return total * 2;  // bf16
@@ -63,19 +79,19 @@ MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
   const size_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const size_t qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
   const size_t sizes[] = {
-      T * H * 4,                 // Residual
-      T * qkv * 2,               // Qkv
-      T * c.num_heads * c.head_dim * 2,  // Attn
-      C * H * 2,                 // Norm
-      C * 2 * I * 2,             // GateUp
-      C * I * 2,                 // Act
-      C * H * 2,                 // Delta
-      L * V * 4,                 // Logits
-      T * 4,                     // Ids
-      o.gemm_workspace + o.extra_workspace,  // Workspace
-      o.tsa ? T * c.num_heads * 4 : 0,       // TsaSel
+      T * H * 4,                                 // Residual
+      T * qkv * 2,                               // Qkv
+      T * c.num_heads * c.head_dim * 2,          // Attn
+      C * H * 2,                                 // Norm
+      C * 2 * I * 2,                             // GateUp
+      C * I * 2,                                 // Act
+      C * H * 2,                                 // Delta
+      L * V * 4,                                 // Logits
+      T * 4,                                     // Ids
+      o.gemm_workspace + o.extra_workspace,      // Workspace
+      o.tsa ? T * c.num_heads * 4 : 0,           // TsaSel
       o.tsa ? size_t(c.num_layers) * 4 * 4 : 0,  // TsaInfo
-      o.tsa ? o.tsa_workspace : 0,           // TsaWork
+      o.tsa ? o.tsa_workspace : 0,               // TsaWork
   };
   size_t at = 0;
   for (int b = 0; b < static_cast<int>(Buf::Count); ++b) {
@@ -97,9 +113,9 @@ std::string MemoryPlan::describe() const {
 void check_fits(const MemoryPlan& plan, size_t needed, size_t free_bytes,
                 const std::string& device_name) {
   if (needed <= free_bytes) return;
-  throw Error(fmt::format(
-      "not enough GPU memory on {}: need {} more, {} free ({}); lower -c/--ctx-size",
-      device_name, format_bytes(needed), format_bytes(free_bytes), plan.describe()));
+  throw Error(
+      fmt::format("not enough GPU memory on {}: need {} more, {} free ({}); lower -c/--ctx-size",
+                  device_name, format_bytes(needed), format_bytes(free_bytes), plan.describe()));
 }
 
 std::string format_bytes(size_t bytes) {

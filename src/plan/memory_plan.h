@@ -18,9 +18,9 @@
 namespace tsa {
 
 struct PlanOptions {
-  int64_t ctx = 0;          // KV-cache capacity (tokens)
-  int64_t max_tokens = 0;   // tokens per forward call (<= ctx)
-  int64_t chunk = 4096;     // rows per projection / MLP step
+  int64_t ctx = 0;            // KV-cache capacity (tokens)
+  int64_t max_tokens = 0;     // tokens per forward call (<= ctx)
+  int64_t chunk = 4096;       // rows per projection / MLP step
   int64_t logits_rows = 256;  // lm_head rows per step
   size_t gemm_workspace = size_t(32) << 20;
   size_t extra_workspace = 0;  // attention decode, sampling (the runner adds these)
@@ -33,19 +33,19 @@ struct PlanOptions {
 
 // Activation buffers of one session, in placement order.
 enum class Buf {
-  Residual,  // [max_tokens, hidden] fp32: the residual stream
-  Qkv,       // [max_tokens, (H + 2 Hkv) * D] bf16: fused projection, rotated in place
-  Attn,      // [max_tokens, H * D] bf16: attention output
-  Norm,      // [chunk, hidden] bf16: RMSNorm output
-  GateUp,    // [chunk, 2 * intermediate] bf16
-  Act,       // [chunk, intermediate] bf16
-  Delta,     // [chunk, hidden] bf16: o_proj / down_proj output, added to the residual
-  Logits,    // [logits_rows, vocab] fp32
-  Ids,       // [max_tokens] int32
-  Workspace, // gemm + extra workspace
-  TsaSel,    // [num_heads, max_tokens] int32: per-head sorted index lists (tsa only)
-  TsaInfo,   // [num_layers, 4] int32: per-layer selection counts (tsa only)
-  TsaWork,   // tsa_workspace bytes: the selection's scratch (tsa only)
+  Residual,   // [max_tokens, hidden] fp32: the residual stream
+  Qkv,        // [max_tokens, (H + 2 Hkv) * D] bf16: fused projection, rotated in place
+  Attn,       // [max_tokens, H * D] bf16: attention output
+  Norm,       // [chunk, hidden] bf16: RMSNorm output
+  GateUp,     // [chunk, 2 * intermediate] bf16
+  Act,        // [chunk, intermediate] bf16
+  Delta,      // [chunk, hidden] bf16: o_proj / down_proj output, added to the residual
+  Logits,     // [logits_rows, vocab] fp32
+  Ids,        // [max_tokens] int32
+  Workspace,  // gemm + extra workspace
+  TsaSel,     // [num_heads, max_tokens] int32: per-head sorted index lists (tsa only)
+  TsaInfo,    // [num_layers, 4] int32: per-layer selection counts (tsa only)
+  TsaWork,    // tsa_workspace bytes: the selection's scratch (tsa only)
   Count
 };
 const char* buf_name(Buf b);

@@ -56,8 +56,7 @@ TpPlan plan_tensor_parallel(const ModelConfig& c, int world) {
 
     whole("model.embed_tokens.weight");
     whole("model.norm.weight");
-    if (!c.tie_word_embeddings)
-      rows("lm_head.weight", p.vocab_begin, p.vocab_begin + p.vocab);
+    if (!c.tie_word_embeddings) rows("lm_head.weight", p.vocab_begin, p.vocab_begin + p.vocab);
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const std::string at = fmt::format("model.layers.{}.", l);
       const int64_t q0 = p.q_head_begin * D, q1 = (p.q_head_begin + qh) * D;
@@ -90,8 +89,8 @@ std::string TpPlan::describe() const {
     s += fmt::format(
         "rank {}: query heads {}-{}, KV heads {}-{}, intermediate {}-{}, vocabulary {}-{}\n",
         p.rank, p.q_head_begin, p.q_head_begin + p.q_heads - 1, p.kv_head_begin,
-        p.kv_head_begin + p.kv_heads - 1, p.inter_begin, p.inter_begin + p.inter - 1,
-        p.vocab_begin, p.vocab_begin + p.vocab - 1);
+        p.kv_head_begin + p.kv_heads - 1, p.inter_begin, p.inter_begin + p.inter - 1, p.vocab_begin,
+        p.vocab_begin + p.vocab - 1);
   }
   return s;
 }

@@ -26,8 +26,8 @@ struct CliRun {
 CliRun run_infer(const std::string& args) {
   test::TempDir tmp;
   const fs::path out = tmp.path() / "out", err = tmp.path() / "err";
-  const std::string cmd = std::string(TSA_INFER_BIN) + " " + args + " >" + out.string() +
-                          " 2>" + err.string() + " </dev/null";
+  const std::string cmd = std::string(TSA_INFER_BIN) + " " + args + " >" + out.string() + " 2>" +
+                          err.string() + " </dev/null";
   const int rc = std::system(cmd.c_str());
   CliRun r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
@@ -36,7 +36,9 @@ CliRun run_infer(const std::string& args) {
   return r;
 }
 
-fs::path golden(const char* name) { return test::fixtures_src() / "golden" / name; }
+fs::path golden(const char* name) {
+  return test::fixtures_src() / "golden" / name;
+}
 
 fs::path copy_model(const test::TempDir& tmp, const char* name) {
   const fs::path dst = tmp.path() / name;
@@ -54,7 +56,7 @@ void expect_one_error(const CliRun& r, const std::string& must_contain) {
 
 TEST(Cli, GreedyJsonOnGoldenModel) {
   const CliRun r = run_infer("-m " + golden("llama-gqa-llama3rope").string() +
-                          " -p 'Hello world' -n 6 --temp 0 --ignore-eos --json");
+                             " -p 'Hello world' -n 6 --temp 0 --ignore-eos --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["ids"].size(), 6u);
@@ -65,7 +67,7 @@ TEST(Cli, GreedyJsonOnGoldenModel) {
 
 TEST(Cli, StreamsTextAndChatTemplate) {
   const CliRun r = run_infer("-m " + golden("qwen2-bias-tied").string() +
-                          " -p 'Hi' --chat --system 'Be brief' -n 5 --temp 0 --ignore-eos");
+                             " -p 'Hi' --chat --system 'Be brief' -n 5 --temp 0 --ignore-eos");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("generated 5 tok"), std::string::npos) << r.err;
 }
@@ -74,7 +76,7 @@ TEST(Cli, PromptFromFile) {
   test::TempDir tmp;
   test::write_file(tmp.path() / "p.txt", "Once upon a time");
   const CliRun r = run_infer("-m " + golden("mistral-headdim-yarn").string() + " -f " +
-                          (tmp.path() / "p.txt").string() + " -n 3 --temp 0 --ignore-eos");
+                             (tmp.path() / "p.txt").string() + " -n 3 --temp 0 --ignore-eos");
   EXPECT_EQ(r.status, 0) << r.err;
 }
 
@@ -130,7 +132,7 @@ TEST(Cli, BadPromptFiles) {
 
 TEST(Cli, PromptLongerThanContext) {
   const CliRun r = run_infer("-m " + golden("qwen2-bias-tied").string() +
-                          " -p 'one two three four five six seven eight nine ten' -c 4");
+                             " -p 'one two three four five six seven eight nine ten' -c 4");
   expect_one_error(r, "context");
 }
 
@@ -248,7 +250,8 @@ TEST_F(BrokenModel, OffsetsOutOfRange) {
 
 TEST_F(BrokenModel, OverlappingTensors) {
   edit_header([](nlohmann::json& h) {
-    h["model.norm.weight"]["data_offsets"] = h["model.layers.0.input_layernorm.weight"]["data_offsets"];
+    h["model.norm.weight"]["data_offsets"] =
+        h["model.layers.0.input_layernorm.weight"]["data_offsets"];
   });
   expect_one_error(run(), "overlap");
 }
@@ -286,7 +289,9 @@ TEST_F(BrokenModel, ConfigHeadsNotDividing) {
 }
 
 TEST_F(BrokenModel, ConfigUnknownRopeType) {
-  edit_config([](nlohmann::json& j) { j["rope_scaling"] = {{"type", "longrope"}, {"factor", 2.0}}; });
+  edit_config([](nlohmann::json& j) {
+    j["rope_scaling"] = {{"type", "longrope"}, {"factor", 2.0}};
+  });
   expect_one_error(run(), "longrope");
 }
 
@@ -336,8 +341,8 @@ TEST(Tools, ProfileWritesAUsableConfigAndEvalRuns) {
   ASSERT_EQ(std::system(prof.c_str()), 0);
   const auto j = nlohmann::json::parse(test::read_file(cfg));
   EXPECT_EQ(j["layers"].size(), 2u);  // 3 layers, median: two at or below it
-  const CliRun r = run_infer("-m " + model + " -p 'Hello there, friend' -n 3 --temp 0 --config " +
-                             cfg.string());
+  const CliRun r =
+      run_infer("-m " + model + " -p 'Hello there, friend' -n 3 --temp 0 --config " + cfg.string());
   EXPECT_EQ(r.status, 0) << r.err;
 
   const auto json_out = tmp.path() / "eval.json";

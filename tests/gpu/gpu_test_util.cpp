@@ -22,6 +22,8 @@ std::vector<float> from_bf16(const std::vector<__nv_bfloat16>& v) {
   return out;
 }
 
-std::vector<float> round_bf16(const std::vector<float>& v) { return from_bf16(to_bf16(v)); }
+std::vector<float> round_bf16(const std::vector<float>& v) {
+  return from_bf16(to_bf16(v));
+}
 
 }  // namespace tsa::test

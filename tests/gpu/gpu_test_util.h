@@ -14,15 +14,15 @@ namespace tsa::test {
 
 // True when a CUDA device is usable; tests call TSA_REQUIRE_GPU() first.
 bool have_gpu();
-#define TSA_REQUIRE_GPU()                                    \
-  do {                                                       \
+#define TSA_REQUIRE_GPU()                                           \
+  do {                                                              \
     if (!::tsa::test::have_gpu()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
-#define TSA_CUDA_OK(expr)                                                               \
-  do {                                                                                  \
-    cudaError_t e_ = (expr);                                                            \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_);              \
+#define TSA_CUDA_OK(expr)                                                  \
+  do {                                                                     \
+    cudaError_t e_ = (expr);                                               \
+    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_); \
   } while (0)
 
 template <typename T>
@@ -42,7 +42,9 @@ class DeviceBuffer {
   }
   T* get() const { return ptr_; }
   size_t size() const { return n_; }
-  void upload(const std::vector<T>& h) { cudaMemcpy(ptr_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice); }
+  void upload(const std::vector<T>& h) {
+    cudaMemcpy(ptr_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
   std::vector<T> download() const {
     std::vector<T> h(n_);
     cudaMemcpy(h.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost);

@@ -26,8 +26,8 @@ TEST_P(CudaVsCpu, PromptLogitsAndGreedySteps) {
   TSA_REQUIRE_GPU();
   auto cpu = Engine::load({.model_dir = dir()});
   auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda});
-  const auto g = nlohmann::json::parse(test::read_file(test::fixtures_src() / "golden" / GetParam() /
-                                                       "golden.json"));
+  const auto g = nlohmann::json::parse(
+      test::read_file(test::fixtures_src() / "golden" / GetParam() / "golden.json"));
   const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
   const int64_t n = static_cast<int64_t>(ids.size()), vocab = cpu->config().vocab_size;
   Session sc(cpu, {.ctx_size = 256}), sg(gpu, {.ctx_size = 256});
@@ -56,8 +56,8 @@ TEST_P(CudaVsCpu, PromptLogitsAndGreedySteps) {
 TEST_P(CudaVsCpu, ChunkedPrefillAndDecodeMatchOneShot) {
   TSA_REQUIRE_GPU();
   auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda});
-  const auto g = nlohmann::json::parse(test::read_file(test::fixtures_src() / "golden" / GetParam() /
-                                                       "golden.json"));
+  const auto g = nlohmann::json::parse(
+      test::read_file(test::fixtures_src() / "golden" / GetParam() / "golden.json"));
   const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
   const int64_t n = static_cast<int64_t>(ids.size()), vocab = gpu->config().vocab_size;
   Session one(gpu, {.ctx_size = 256});
@@ -116,8 +116,8 @@ TEST(CudaModel, PlanThatDoesNotFitIsRefusedBeforeAllocating) {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 512, "intermediate_size": 1024,
     "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 128,
     "vocab_size": 1000, "max_position_embeddings": 16777216})");
-  auto gpu = Engine::load({.model_dir = tmp.path().string(), .device = Device::Cuda,
-                           .random_weights = true});
+  auto gpu = Engine::load(
+      {.model_dir = tmp.path().string(), .device = Device::Cuda, .random_weights = true});
   const size_t free_before = [] {
     size_t f = 0, t = 0;
     cudaMemGetInfo(&f, &t);
@@ -134,7 +134,7 @@ TEST(CudaModel, PlanThatDoesNotFitIsRefusedBeforeAllocating) {
   size_t free_after = 0, total = 0;
   cudaMemGetInfo(&free_after, &total);
   EXPECT_GE(free_after + (64u << 20), free_before);  // nothing was kept allocated
-  Session ok(gpu, {.ctx_size = 4096});  // a sane context still works
+  Session ok(gpu, {.ctx_size = 4096});               // a sane context still works
   EXPECT_EQ(ok.ctx_size(), 4096);
 }
 

@@ -427,19 +427,16 @@ TEST(CpuModel, ForwardPastCapacityThrows) {
   const auto ids = random_ids(12, 2, 101);
   std::vector<float> logits;
   runner->forward(std::span<const int32_t>(ids).first(8), 0, 1, logits);
-  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(8, 3), 8, 1, logits),
-               Error);
+  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(8, 3), 8, 1, logits), Error);
   // A gap in the cache is refused too.
-  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(9, 1), 9, 1, logits),
-               Error);
+  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(9, 1), 9, 1, logits), Error);
   // The cache is intact: filling it exactly still matches a fresh run.
   runner->forward(std::span<const int32_t>(ids).subspan(8, 2), 8, 1, logits);
   auto fresh = make_cpu_runner(model->cfg, model->w, {.ctx_size = 10});
   std::vector<float> want;
   fresh->forward(std::span<const int32_t>(ids).first(10), 0, 1, want);
   EXPECT_LT(test::rel_error(logits.data(), want.data(), want.size()), 1e-5);
-  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(10, 1), 10, 1, logits),
-               Error);
+  EXPECT_THROW(runner->forward(std::span<const int32_t>(ids).subspan(10, 1), 10, 1, logits), Error);
 }
 
 TEST(CpuModel, ContextDefaultsToMaxPositionsAndIsAllocatedLazily) {

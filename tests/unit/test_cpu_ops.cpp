@@ -291,7 +291,8 @@ TEST(Dtype, F32ToF16RoundTripsAndRoundsToEven) {
     ASSERT_EQ(f32_to_f16(f), h) << h;
   }
   for (uint32_t h = 0x0001; h < 0x7bff; h += 7) {  // positive finite, incl. subnormals
-    const float a = f16_to_f32(static_cast<uint16_t>(h)), b = f16_to_f32(static_cast<uint16_t>(h + 1));
+    const float a = f16_to_f32(static_cast<uint16_t>(h)),
+                b = f16_to_f32(static_cast<uint16_t>(h + 1));
     const float mid = (a + b) / 2;  // exact in float
     EXPECT_EQ(f32_to_f16(mid), (h & 1) ? h + 1 : h) << h;
   }

@@ -16,7 +16,9 @@ namespace {
 class Golden : public ::testing::TestWithParam<std::string> {
  protected:
   std::filesystem::path dir() const { return test::fixtures_src() / "golden" / GetParam(); }
-  nlohmann::json golden() const { return nlohmann::json::parse(test::read_file(dir() / "golden.json")); }
+  nlohmann::json golden() const {
+    return nlohmann::json::parse(test::read_file(dir() / "golden.json"));
+  }
 };
 
 TEST_P(Golden, TokenizerMatchesTransformers) {

@@ -54,11 +54,14 @@ TEST(TpPlan, SlicesPartitionEveryWeight) {
           const int64_t kv = r.local_kv_head(j, cfg);
           ASSERT_GE(kv, 0);
           ASSERT_LT(kv, r.kv_heads);
-          EXPECT_EQ(r.kv_head_begin + kv, (r.q_head_begin + j) / (cfg.num_heads / cfg.num_kv_heads));
+          EXPECT_EQ(r.kv_head_begin + kv,
+                    (r.q_head_begin + j) / (cfg.num_heads / cfg.num_kv_heads));
         }
         for (const TensorSlice& s : r.slices) {
-          if (s.whole) ++whole[s.name];
-          else cover[s.name].push_back({s.begin, s.end});
+          if (s.whole)
+            ++whole[s.name];
+          else
+            cover[s.name].push_back({s.begin, s.end});
         }
       }
       for (auto& [tensor, ranges] : cover) {
@@ -98,7 +101,7 @@ TEST(TpPlan, RefusesSplitsThatDoNotDivide) {
       EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
     }
   };
-  expect_error(shape(3584, 28, 4, 18944, 152064), 8, "num_attention_heads 28");  // Qwen2.5-7B
+  expect_error(shape(3584, 28, 4, 18944, 152064), 8, "num_attention_heads 28");     // Qwen2.5-7B
   expect_error(shape(576, 9, 3, 1536, 49152, 30, 64), 2, "num_attention_heads 9");  // SmolLM2
   expect_error(shape(4096, 48, 12, 14336, 1000), 8, "num_key_value_heads 12");
   expect_error(shape(4096, 32, 8, 1000, 1000), 3, "num_attention_heads");
@@ -181,8 +184,8 @@ std::vector<float> sharded_forward(const F32Model& m, const TpPlan& plan,
       apply_rope(q.data(), pos.data(), n, r.q_heads, D, freqs);
       apply_rope(k.data(), pos.data(), n, r.kv_heads, D, freqs);
       // Local GQA: the rank's query heads over its KV heads.
-      cpu::attention(q.data(), k.data(), v.data(), n, 0, r.q_heads, r.kv_heads, D,
-                     c.sliding_window, o.data());
+      cpu::attention(q.data(), k.data(), v.data(), n, 0, r.q_heads, r.kv_heads, D, c.sliding_window,
+                     o.data());
       cpu::matmul(o.data(), n, qd, get(r.rank, at + "self_attn.o_proj.weight"), nullptr,
                   part.data());
       cpu::add_inplace(sum.data(), part.data(), n * H);  // the all-reduce

@@ -20,7 +20,12 @@ struct Qkv {
 };
 
 Qkv random_qkv(int64_t L, int64_t H, int64_t Hkv, int64_t D, uint64_t seed) {
-  Qkv x{L, H, Hkv, D, test::random_floats(L * H * D, seed), test::random_floats(L * Hkv * D, seed + 1),
+  Qkv x{L,
+        H,
+        Hkv,
+        D,
+        test::random_floats(L * H * D, seed),
+        test::random_floats(L * Hkv * D, seed + 1),
         test::random_floats(L * Hkv * D, seed + 2)};
   return x;
 }
@@ -61,7 +66,8 @@ TEST(TsaReference, DenseFallbacks) {
   const Qkv x = random_qkv(64, 4, 2, 16, 1);
   EXPECT_TRUE(cpu::tsa_select(x.q.data(), x.k.data(), 64, 4, 2, 16, tsa_layer(0.0, 8, 8)).dense);
   // L <= min_tokens + W stays dense.
-  const auto short_sel = cpu::tsa_select(x.q.data(), x.k.data(), 64, 4, 2, 16, tsa_layer(0.1, 8, 56));
+  const auto short_sel =
+      cpu::tsa_select(x.q.data(), x.k.data(), 64, 4, 2, 16, tsa_layer(0.1, 8, 56));
   EXPECT_TRUE(short_sel.dense);
   EXPECT_STREQ(short_sel.why, "short prompt");
   auto s = tsa_layer(0.1, 8, 8);
@@ -135,7 +141,8 @@ TEST(TsaReference, PlantedKeysAreSelectedPerHead) {
   Qkv x = random_qkv(L, H, Hkv, D, 3);
   for (auto& v : x.q) v *= 0.05f;
   for (auto& v : x.k) v *= 0.05f;
-  const std::vector<std::vector<int32_t>> planted = {{3, 50, 120}, {7, 8, 9}, {150, 160, 170}, {0, 100, 190}};
+  const std::vector<std::vector<int32_t>> planted = {
+      {3, 50, 120}, {7, 8, 9}, {150, 160, 170}, {0, 100, 190}};
   for (int64_t h = 0; h < H; ++h) {
     for (int32_t j : planted[h])
       for (int64_t d = 0; d < D; ++d) x.k[(j * Hkv + h) * D + d] = (d == h ? 12.0f : 0.0f);

@@ -9,8 +9,12 @@
 
 namespace tsa::test {
 
-std::filesystem::path fixtures_src() { return TSA_FIXTURES_SRC; }
-std::filesystem::path fixtures_bin() { return TSA_FIXTURES_BIN; }
+std::filesystem::path fixtures_src() {
+  return TSA_FIXTURES_SRC;
+}
+std::filesystem::path fixtures_bin() {
+  return TSA_FIXTURES_BIN;
+}
 
 std::filesystem::path shared_data_dir() {
   if (const char* env = std::getenv("TSA_SHARED_DATA")) return env;

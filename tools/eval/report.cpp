@@ -65,7 +65,10 @@ std::string agreement_table(const std::vector<AgreementRow>& rows) {
 nlohmann::json to_json(const std::vector<PerplexityRow>& rows) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : rows)
-    j.push_back({{"length", r.length}, {"scored", r.scored}, {"ppl", r.ppl}, {"nll", r.nll},
+    j.push_back({{"length", r.length},
+                 {"scored", r.scored},
+                 {"ppl", r.ppl},
+                 {"nll", r.nll},
                  {"seconds", r.seconds}});
   return j;
 }
@@ -73,16 +76,22 @@ nlohmann::json to_json(const std::vector<PerplexityRow>& rows) {
 nlohmann::json to_json(const std::vector<RetrievalCell>& cells) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& c : cells)
-    j.push_back({{"length", c.length}, {"depth", c.depth}, {"correct", c.correct},
-                 {"trials", c.trials}, {"example", c.example}});
+    j.push_back({{"length", c.length},
+                 {"depth", c.depth},
+                 {"correct", c.correct},
+                 {"trials", c.trials},
+                 {"example", c.example}});
   return j;
 }
 
 nlohmann::json to_json(const std::vector<AgreementRow>& rows) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : rows)
-    j.push_back({{"length", r.length}, {"positions", r.positions}, {"top1", r.top1},
-                 {"mean_kl", r.mean_kl}, {"sparse_layers_b", r.sparse_layers_b},
+    j.push_back({{"length", r.length},
+                 {"positions", r.positions},
+                 {"top1", r.top1},
+                 {"mean_kl", r.mean_kl},
+                 {"sparse_layers_b", r.sparse_layers_b},
                  {"dropped_b", r.dropped_b}});
   return j;
 }

@@ -22,10 +22,9 @@ void log_line(const EvalOptions& o, const std::string& s) {
 // A prompt laid out as [head][filler with the needle inside][tail]: the
 // filler fills the token budget so the whole prompt is `length` tokens.
 std::vector<int32_t> layout(const std::vector<int32_t>& head, const std::vector<int32_t>& needle,
-                            const std::vector<int32_t>& tail, const Haystack& hay,
-                            int64_t length, double depth, int64_t offset) {
-  const int64_t fill =
-      length - static_cast<int64_t>(head.size() + needle.size() + tail.size());
+                            const std::vector<int32_t>& tail, const Haystack& hay, int64_t length,
+                            double depth, int64_t offset) {
+  const int64_t fill = length - static_cast<int64_t>(head.size() + needle.size() + tail.size());
   if (fill < 1) throw Error(fmt::format("prompt length {} is too short for the task", length));
   std::vector<int32_t> f = filler(hay, offset, fill);
   const int64_t at = static_cast<int64_t>(std::llround(depth * fill));
@@ -42,7 +41,7 @@ struct TaskText {
 };
 
 TaskText make_text(RetrievalTask task, std::mt19937_64& rng) {
-  static const char* kKeys[] = {"apple",  "river",  "castle", "violet", "engine", "harbor",
+  static const char* kKeys[] = {"apple",  "river",  "castle", "violet", "engine",  "harbor",
                                 "pepper", "meadow", "falcon", "copper", "lantern", "glacier"};
   TaskText t;
   if (task == RetrievalTask::Passkey) {
@@ -62,7 +61,8 @@ TaskText make_text(RetrievalTask task, std::mt19937_64& rng) {
         "Some special magic numbers are hidden within the following text. Make sure to memorize "
         "it. I will quiz you about the numbers afterwards.\n\n";
     t.needle = "\n\nOne of the special magic numbers for " + key + " is: " + value + ".\n\n";
-    t.question = "\n\nWhat is the special magic number for " + key + " mentioned in the provided text?";
+    t.question =
+        "\n\nWhat is the special magic number for " + key + " mentioned in the provided text?";
     t.answer_prefix = " The special magic number for " + key + " mentioned in the provided text is";
     t.expected = value;
   }
@@ -71,10 +71,12 @@ TaskText make_text(RetrievalTask task, std::mt19937_64& rng) {
 
 }  // namespace
 
-const char* task_name(RetrievalTask t) { return t == RetrievalTask::Passkey ? "passkey" : "needle"; }
+const char* task_name(RetrievalTask t) {
+  return t == RetrievalTask::Passkey ? "passkey" : "needle";
+}
 
-std::vector<PerplexityRow> run_perplexity(std::shared_ptr<const Engine> engine,
-                                          const Haystack& hay, const EvalOptions& o) {
+std::vector<PerplexityRow> run_perplexity(std::shared_ptr<const Engine> engine, const Haystack& hay,
+                                          const EvalOptions& o) {
   const Tokenizer& tok = engine->tokenizer();
   const int64_t vocab = engine->config().vocab_size;
   std::vector<PerplexityRow> rows;
@@ -121,8 +123,8 @@ std::vector<RetrievalCell> run_retrieval(std::shared_ptr<const Engine> engine, c
         if (o.chat) {
           // Render the template around a marker, then put the filler where it is.
           const std::string marker = "\x01";
-          const std::string chat = tok.apply_chat_template(
-              {{"user", t.intro + marker + t.question}}, true);
+          const std::string chat =
+              tok.apply_chat_template({{"user", t.intro + marker + t.question}}, true);
           const size_t at = chat.find(marker);
           head = tok.encode(chat.substr(0, at), false);
           tail = tok.encode(chat.substr(at + marker.size()) + t.answer_prefix.substr(1), false);

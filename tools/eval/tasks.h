@@ -13,12 +13,12 @@
 namespace tsa::eval {
 
 struct EvalOptions {
-  std::vector<int64_t> lengths;     // prompt lengths in tokens
-  std::vector<double> depths;       // needle depths in [0, 1]
-  int64_t last_n = 256;             // positions scored by perplexity / agreement
-  int64_t trials = 3;               // retrieval prompts per (length, depth)
+  std::vector<int64_t> lengths;  // prompt lengths in tokens
+  std::vector<double> depths;    // needle depths in [0, 1]
+  int64_t last_n = 256;          // positions scored by perplexity / agreement
+  int64_t trials = 3;            // retrieval prompts per (length, depth)
   uint64_t seed = 1;
-  bool chat = false;                // wrap retrieval prompts in the chat template
+  bool chat = false;  // wrap retrieval prompts in the chat template
   SessionOptions session;
   std::function<void(const std::string&)> log;  // progress lines (may be empty)
 };
@@ -45,14 +45,14 @@ struct RetrievalCell {
 struct AgreementRow {
   int64_t length = 0;
   int64_t positions = 0;
-  double top1 = 0;     // share of positions whose argmax agrees
-  double mean_kl = 0;  // mean KL(P_a || P_b) in nats
-  double dropped_b = 0;  // B's share of prefix tokens dropped, mean over its sparse layers
+  double top1 = 0;              // share of positions whose argmax agrees
+  double mean_kl = 0;           // mean KL(P_a || P_b) in nats
+  double dropped_b = 0;         // B's share of prefix tokens dropped, mean over its sparse layers
   int64_t sparse_layers_b = 0;  // layers of B that ran sparse on this prompt
 };
 
-std::vector<PerplexityRow> run_perplexity(std::shared_ptr<const Engine> engine,
-                                          const Haystack& hay, const EvalOptions& o);
+std::vector<PerplexityRow> run_perplexity(std::shared_ptr<const Engine> engine, const Haystack& hay,
+                                          const EvalOptions& o);
 
 std::vector<RetrievalCell> run_retrieval(std::shared_ptr<const Engine> engine, const Haystack& hay,
                                          RetrievalTask task, const EvalOptions& o);
