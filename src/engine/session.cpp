@@ -165,6 +165,10 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
     return r;
   }
   t.prefill_ms = ms_since(t0);
+  if (o.max_new_tokens == 0) {  // prefill only (e.g. to fill the cache)
+    r.stop_reason = StopReason::MaxTokens;
+    return r;
+  }
 
   const auto& eos = engine.config().eos_token_ids;
   std::vector<int32_t> history(prompt.begin(), prompt.end());

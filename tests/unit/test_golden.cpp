@@ -104,6 +104,18 @@ TEST_P(Golden, CancelFlagStopsGenerationAndPrefill) {
   EXPECT_EQ(session.n_past(), 0);  // the half-read prompt is dropped
 }
 
+TEST_P(Golden, ZeroNewTokensOnlyPrefills) {
+  auto engine = Engine::load({.model_dir = dir().string()});
+  const auto ids = golden()["prompt_ids"].get<std::vector<int32_t>>();
+  Session session(engine, {.ctx_size = 256});
+  GenerateOptions o;
+  o.max_new_tokens = 0;
+  const GenerateResult r = session.generate(ids, o);
+  EXPECT_TRUE(r.ids.empty());
+  EXPECT_EQ(r.stop_reason, StopReason::MaxTokens);
+  EXPECT_EQ(session.n_past(), static_cast<int64_t>(ids.size()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, Golden,
                          ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
                                            "qwen2-bias-tied"),
