@@ -62,12 +62,15 @@ struct AttentionParams {
 cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream);
 
 // Which prefill kernel runs. kAuto picks kSm90 when the current device has
-// compute capability 9.0 and the library holds sm_90a code
-// (attention_prefill_sm90_available()), else kSm80; the environment variable
+// compute capability 9.0, the library holds sm_90a code
+// (attention_prefill_sm90_available()) and sliding_window is 0, else kSm80
+// (the windowed sparse mode is kSm80's alone, and a windowed model's dense
+// and dense-fallback launches must run the same kernel); the environment variable
 // TSA_ATTENTION_KERNEL=sm80|sm90, read once, replaces kAuto (other values are
 // ignored). Forcing kSm90 where it is not available returns
 // cudaErrorNoKernelImageForDevice. Both compute the same function and check
-// the same arguments; their results agree to bf16 rounding (different tiles).
+// the same arguments, except that kSm90 rejects a windowed sparse launch; their results agree to
+// bf16 rounding (different tiles).
 //   kSm80: FlashAttention-2 structure (mma.sync, cp.async), any sm_80+ GPU.
 //   kSm90: FlashAttention-3 structure (wgmma, TMA, warp specialization), H100/H200.
 enum class PrefillKernel { kAuto, kSm80, kSm90 };

@@ -38,13 +38,17 @@ inline cudaError_t check_common(const AttentionParams& p) {
 }
 
 // check_common() plus the sparse mode's rules: index lists address a whole
-// prefill (no cache offset, no window: a window in compressed order has no
-// meaning for TSA) and hold 1 <= n_sel <= n_q rows.
+// prefill (no cache offset) and hold 1 <= n_sel <= n_q rows; a window only
+// with a device row count (a window in compressed order has no meaning for
+// TSA; see AttentionParams::n_sel_device); a device count only with lists.
 inline cudaError_t check_prefill(const AttentionParams& p) {
   if (cudaError_t err = check_common(p); err != cudaSuccess) return err;
   if (p.sel != nullptr) {
-    if (p.q_pos0 != 0 || p.n_q != p.n_kv || p.sliding_window != 0) return cudaErrorInvalidValue;
+    if (p.q_pos0 != 0 || p.n_q != p.n_kv) return cudaErrorInvalidValue;
+    if (p.sliding_window != 0 && p.n_sel_device == nullptr) return cudaErrorInvalidValue;
     if (p.n_sel < 1 || p.n_sel > p.n_q) return cudaErrorInvalidValue;
+  } else if (p.n_sel_device != nullptr) {
+    return cudaErrorInvalidValue;
   }
   return cudaSuccess;
 }

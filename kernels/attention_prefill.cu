@@ -317,18 +317,8 @@ cudaError_t launch_prefill(const PrefillArgs& a, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t attn::prefill_sm80(const AttentionParams& p, cudaStream_t stream) {
-  if (cudaError_t err = check_common(p); err != cudaSuccess) return err;
+  if (cudaError_t err = check_prefill(p); err != cudaSuccess) return err;
   const bool sparse = p.sel != nullptr;
-  if (sparse) {
-    // Index lists address a whole prefill: no cache offset, no window
-    // (a window in compressed order has no meaning for TSA), except for the
-    // device-count case where it applies only when every row is selected.
-    if (p.q_pos0 != 0 || p.n_q != p.n_kv) return cudaErrorInvalidValue;
-    if (p.sliding_window != 0 && !p.n_sel_device) return cudaErrorInvalidValue;
-    if (p.n_sel < 1 || p.n_sel > p.n_q) return cudaErrorInvalidValue;
-  } else if (p.n_sel_device) {
-    return cudaErrorInvalidValue;  // a device count without lists
-  }
   if (p.n_q == 0) return cudaSuccess;
 
   PrefillArgs a{};

@@ -24,12 +24,11 @@ PrefillKernel kernel_from_env() {
 cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream, PrefillKernel kernel) {
   if (kernel == PrefillKernel::kAuto) kernel = kernel_from_env();
   if (kernel == PrefillKernel::kAuto) {
-    // The sparse mode with a sliding window (TSA's dense fallback on a
-    // sliding-window model: every row selected, the window kept) exists in
-    // the sm_80 kernel only.
-    const bool windowed_sparse = p.sel != nullptr && p.sliding_window != 0;
-    kernel = attn::sm90_prefill_ready() && !windowed_sparse ? PrefillKernel::kSm90
-                                                            : PrefillKernel::kSm80;
+    // Sliding-window calls, dense or sparse, go to the sm_80 kernel: only it
+    // has the windowed sparse mode (TSA's dense fallback on a sliding-window
+    // model), and that fallback must equal the dense launch bit for bit.
+    kernel = attn::sm90_prefill_ready() && p.sliding_window == 0 ? PrefillKernel::kSm90
+                                                                 : PrefillKernel::kSm80;
   }
   if (kernel == PrefillKernel::kSm90) return attn::prefill_sm90(p, stream);
   return attn::prefill_sm80(p, stream);

@@ -525,9 +525,12 @@ bool attn::sm90_prefill_ready() {
 
 cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
   if (cudaError_t err = check_prefill(p); err != cudaSuccess) return err;
+  const bool sparse = p.sel != nullptr;
+  // The windowed sparse launch (TSA's dense fallback on a sliding-window
+  // model) exists in the sm_80 kernel only.
+  if (sparse && p.sliding_window != 0) return cudaErrorInvalidValue;
   if (p.n_q == 0) return cudaSuccess;
   if (!sm90_prefill_ready()) return cudaErrorNoKernelImageForDevice;
-  const bool sparse = p.sel != nullptr;
   Sm90Args a{};
   a.p = p;
   a.n_rows = sparse ? p.n_sel : p.n_q;

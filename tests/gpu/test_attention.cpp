@@ -582,6 +582,15 @@ TEST(AttentionArgs, BadArgumentsAreRejected) {
       EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, k), cudaErrorInvalidValue)
           << name_of(k);
   }
+  {
+    // A device row count without index lists.
+    static const int32_t count = 1;
+    AttentionParams p = good;
+    p.n_sel_device = &count;
+    for (PrefillKernel k : prefill_kernels)
+      EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, k), cudaErrorInvalidValue)
+          << name_of(k);
+  }
   // Decode has no sparse mode; a split decode needs its workspace.
   AttentionParams p = good;
   p.sel = sel.get();
