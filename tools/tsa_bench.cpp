@@ -155,8 +155,10 @@ int main(int argc, char** argv) {
       const int64_t max_ctx = *std::max_element(decode_ctx.begin(), decode_ctx.end());
       tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1, .prefill_chunk = 64});
       const double qkv = double(cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim;
+      // Every weight a step reads: the layers and lm_head (the embedding
+      // table gives one row, tied or not).
       const double weight_bytes =
-          2.0 * (double(cfg.vocab_size) * cfg.hidden_size * (cfg.tie_word_embeddings ? 1 : 2) +
+          2.0 * (double(cfg.vocab_size) * cfg.hidden_size +
                  cfg.num_layers * (cfg.hidden_size * qkv +
                                    double(cfg.hidden_size) * cfg.num_heads * cfg.head_dim +
                                    3.0 * cfg.hidden_size * cfg.intermediate_size));

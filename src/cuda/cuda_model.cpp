@@ -236,12 +236,11 @@ void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const 
                              static_cast<float>(cfg_.rms_norm_eps), cn, H, norm, stream_),
         "add_rmsnorm", cn);
   gemm_->run(norm, cn, H, L.wqkv, qkv_width_, L.bqkv, qkv, false, stream_);
-  const float* inv_freq = rope_dev_.at<float>(0);
-  check(kernels::rope(qkv, qkv_width_, cn, nh, D, pos0 + c0, inv_freq, rope_scaling_, stream_),
-        "rope q", cn);
-  check(kernels::rope(qkv + nh * D, qkv_width_, cn, nkv, D, pos0 + c0, inv_freq, rope_scaling_,
-                      stream_),
-        "rope k", cn);
+  // The q heads and then the k heads lead each qkv row: one RoPE launch
+  // rotates both (a launch per layer fewer in decode).
+  check(kernels::rope(qkv, qkv_width_, cn, nh + nkv, D, pos0 + c0, rope_dev_.at<float>(0),
+                      rope_scaling_, stream_),
+        "rope q, k", cn);
   const int64_t kv_row = nkv * D;
   check(kernels::copy_rows(qkv + nh * D, qkv_width_, k_cache(l) + (pos0 + c0) * kv_row, kv_row, cn,
                            kv_row, stream_),
