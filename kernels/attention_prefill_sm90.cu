@@ -163,43 +163,33 @@ __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork&
     const int i = first + 32 * warp + lane;
     return i < end ? __ldg(sel + i) : -1;
   };
-  // As the dense producer's TMA loads: Q is read once (evict first), K/V
-  // rows are read again by the group's other heads and later query tiles.
-  auto gather = [&](uint32_t dst, const bf16* src, int64_t stride, int my_row, uint64_t policy) {
+  auto gather = [&](uint32_t dst, const bf16* src, int64_t stride, int my_row) {
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int rw = i * kRowsPerPass + lane / kChunks;  // row within the warp's 32
       const int row = 32 * warp + rw;
       const int src_row = __shfl_sync(0xffffffffu, my_row, rw);
       const uint32_t off = (chunk / 8) * kHalfBytes + row * 128 + (((chunk % 8) ^ (rw % 8)) << 4);
-      cp_async16_hint(dst + off, src + int64_t{max(src_row, 0)} * stride + chunk * 8, src_row >= 0,
-                      policy);
+      cp_async16(dst + off, src + int64_t{max(src_row, 0)} * stride + chunk * 8, src_row >= 0);
     }
   };
-  gather(r.q, p.q + int64_t{w.head} * D, p.q_stride, source_row(w.q0, w.n_rows), kEvictFirst);
+  gather(r.q, p.q + int64_t{w.head} * D, p.q_stride, source_row(w.q0, w.n_rows));
   mbar_arrive_cp_async(r.q_full());
   const int64_t kv_col = int64_t{w.head / a.group} * D;
-  auto tile_row = [&](int i) {
-    return i < w.n_tiles ? source_row((w.t_end - 1 - i) * kBN, w.kv_end) : -1;
-  };
-  // The index of the next key tile is read one tile ahead, so its latency
-  // does not sit between a freed stage and the gather that refills it.
-  int next_row = tile_row(0);
   int prev_row = -1;  // source row of this lane in the previous key tile
   for (int i = 0; i <= w.n_tiles; ++i) {
     int my_row = -1;
     if (i < w.n_tiles) {
-      my_row = next_row;
-      next_row = tile_row(i + 1);
+      my_row = source_row((w.t_end - 1 - i) * kBN, w.kv_end);
       const int s = i % S;
       mbar_wait(r.empty(false, S, s), ((i / S) & 1) ^ 1);
-      gather(r.k + s * kTile, p.k + kv_col, p.kv_stride, my_row, kEvictLast);
+      gather(r.k + s * kTile, p.k + kv_col, p.kv_stride, my_row);
       mbar_arrive_cp_async(r.full(false, S, s));
     }
     if (i > 0) {
       const int s = (i - 1) % S;
       mbar_wait(r.empty(true, S, s), (((i - 1) / S) & 1) ^ 1);
-      gather(r.v + s * kTile, p.v + kv_col, p.kv_stride, prev_row, kEvictLast);
+      gather(r.v + s * kTile, p.v + kv_col, p.kv_stride, prev_row);
       mbar_arrive_cp_async(r.full(true, S, s));
     }
     prev_row = my_row;

@@ -176,16 +176,6 @@ __device__ __forceinline__ void tma_prefetch_map(const void* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
-// 16-byte cp.async gather with an L2 eviction policy (kEvictFirst/kEvictLast);
-// when !full the 16 bytes are zero-filled and nothing is read.
-__device__ __forceinline__ void cp_async16_hint(uint32_t dst, const void* src, bool full,
-                                                uint64_t policy) {
-  const int n = full ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
-               "l"(src), "r"(n), "l"(policy)
-               : "memory");
-}
-
 // Copies the box at element coordinates (x, y) of a 2-D tensor map into
 // shared memory at dst; completion is counted in bytes on barrier `bar`.
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* map, uint32_t bar, int x,
