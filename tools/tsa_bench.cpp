@@ -165,13 +165,21 @@ int main(int argc, char** argv) {
       std::printf(
           "| context | decode tok/s | ms/token | bytes read/token | GB/s |\n"
           "| ---: | ---: | ---: | ---: | ---: |\n");
+      // The user's decode loop: Session::generate, greedy, sampled on the
+      // device (the logits stay there), one token after a filled cache.
+      tsa::GenerateOptions g;
+      g.max_new_tokens = decode_steps + 1;
+      g.ignore_eos = true;
+      g.sampling.temperature = 0.f;
+      g.sampling.seed = 1;
       for (int64_t ctx : decode_ctx) {
         s.fill_cache_random(ctx);
-        int32_t t = tok(rng);
-        t = argmax(s.decode(t));  // warm-up step
-        const auto t0 = Clock::now();
-        for (int64_t i = 0; i < decode_steps; ++i) t = argmax(s.decode(t));
-        const double ms = ms_since(t0) / decode_steps;
+        const std::vector<int32_t> prompt{tok(rng)};
+        const tsa::GenerateResult r = s.generate(prompt, g);
+        if (r.timings.generated_tokens != decode_steps + 1)
+          throw tsa::Error(fmt::format("decode at {}: {} tokens generated, {} wanted", ctx,
+                                       r.timings.generated_tokens, decode_steps + 1));
+        const double ms = r.timings.decode_ms / decode_steps;
         // What one step must read at least: every weight once and the K/V
         // of every cached position (bf16).
         const double kv_bytes =

@@ -149,7 +149,10 @@ class Session {
   // Appends one token; returns its logits.
   std::span<const float> decode(int32_t token);
 
-  // Prefill the prompt, then sample until a stop condition.
+  // Prefill the prompt, then sample until a stop condition. On the GPU the
+  // decode steps' logits stay on the device (sampled there). An engine
+  // without a tokenizer (random weights) returns ids and no text, and
+  // refuses stop strings.
   GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options = {});
 
   // Benchmarks: pretend the first n_tokens positions are cached (random K/V

@@ -54,7 +54,13 @@ class CudaRunner final : public ModelRunner {
   int64_t capacity() const override { return plan_.options.ctx; }
   int64_t preferred_chunk() const override { return plan_.options.max_tokens; }
   void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
-               std::vector<float>& logits) override;
+               std::vector<float>& logits) override {
+    run(ids, pos0, n_logits, &logits);
+  }
+  bool forward_on_device(std::span<const int32_t> ids, int64_t pos0) override {
+    run(ids, pos0, 1, nullptr);
+    return true;
+  }
   void fill_cache_random(int64_t n_tokens) override;
   int32_t sample_on_device(const SamplingOptions& options, std::span<const int32_t> history,
                            double uniform) override;
@@ -62,6 +68,10 @@ class CudaRunner final : public ModelRunner {
  private:
   // Events around each layer's attention (profile mode): 2 per layer + 2 for the call.
   std::vector<cudaEvent_t> events_;
+  // forward(); with logits == nullptr the last row's logits stay on the
+  // device (last_logits_) and nothing waits for the stream.
+  void run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
+           std::vector<float>* logits);
   void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta);
   void attention(int64_t l, int64_t n, int64_t pos0);
   // Selection + sparse attention of layer l over the whole prompt (pos0 = 0).
@@ -70,8 +80,9 @@ class CudaRunner final : public ModelRunner {
   void read_tsa_keep();
   void stage_c(int64_t l, int64_t c0, int64_t cn);
   void update_rope(int64_t seq_len);
-  bf16* k_cache(int64_t l) const { return kv_.at<bf16>(size_t(2 * l) * layer_kv_bytes_); }
-  bf16* v_cache(int64_t l) const { return kv_.at<bf16>(size_t(2 * l + 1) * layer_kv_bytes_); }
+  // Layer l's cache: [ctx][K heads | V heads] bf16 rows of 2 * kv_row_
+  // elements (as k and v sit in a qkv row, so one copy stores both).
+  bf16* kv_cache(int64_t l) const { return kv_.at<bf16>(size_t(l) * layer_kv_bytes_); }
   template <typename T>
   T* buf(Buf b) const {
     return act_.at<T>(plan_.at(b));
@@ -94,6 +105,7 @@ class CudaRunner final : public ModelRunner {
   cudaStream_t stream_ = nullptr;
   int64_t n_cached_ = 0;
   int64_t qkv_width_ = 0;
+  int64_t kv_row_ = 0;         // num_kv_heads * head_dim
   int64_t rope_len_ = -1;      // seq_len the device inv_freq was computed for
   float rope_scaling_ = 1.f;   // attention_scaling (yarn)
   bool tsa_ = false;           // some layer may run Token Sparse Attention
@@ -153,7 +165,8 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   cuda_check(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
   check_fits(plan_, plan_.session_bytes(), device_memory().free, prop.name);
 
-  layer_kv_bytes_ = size_t(ctx) * cfg_.num_kv_heads * cfg_.head_dim * sizeof(bf16);
+  kv_row_ = cfg_.num_kv_heads * cfg_.head_dim;
+  layer_kv_bytes_ = size_t(ctx) * 2 * kv_row_ * sizeof(bf16);
   kv_ = DeviceBlock(plan_.kv_cache, "KV cache");
   act_ = DeviceBlock(plan_.activations, "activations");
   rope_dev_ = DeviceBlock(cfg_.head_dim / 2 * sizeof(float), "rope frequencies");
@@ -202,11 +215,8 @@ int32_t CudaRunner::sample_on_device(const SamplingOptions& o, std::span<const i
 }
 
 void CudaRunner::fill_cache_random(int64_t n_tokens) {
-  const int64_t row = cfg_.num_kv_heads * cfg_.head_dim;
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
-    cuda_check(kernels::random_fill(k_cache(l), n_tokens * row, 2 * l + 1, 0.f, 1.f, stream_),
-               "fill_cache_random");
-    cuda_check(kernels::random_fill(v_cache(l), n_tokens * row, 2 * l + 2, 0.f, 1.f, stream_),
+    cuda_check(kernels::random_fill(kv_cache(l), n_tokens * 2 * kv_row_, l + 1, 0.f, 1.f, stream_),
                "fill_cache_random");
   }
   cuda_check(cudaStreamSynchronize(stream_), "fill_cache_random");
@@ -241,24 +251,20 @@ void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const 
   check(kernels::rope(qkv, qkv_width_, cn, nh + nkv, D, pos0 + c0, rope_dev_.at<float>(0),
                       rope_scaling_, stream_),
         "rope q, k", cn);
-  const int64_t kv_row = nkv * D;
-  check(kernels::copy_rows(qkv + nh * D, qkv_width_, k_cache(l) + (pos0 + c0) * kv_row, kv_row, cn,
-                           kv_row, stream_),
-        "k to cache", cn);
-  check(kernels::copy_rows(qkv + (nh + nkv) * D, qkv_width_, v_cache(l) + (pos0 + c0) * kv_row,
-                           kv_row, cn, kv_row, stream_),
-        "v to cache", cn);
+  check(kernels::copy_rows(qkv + nh * D, qkv_width_, kv_cache(l) + (pos0 + c0) * 2 * kv_row_,
+                           2 * kv_row_, cn, 2 * kv_row_, stream_),
+        "k, v to cache", cn);
 }
 
 void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
   if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l], stream_), "profile event");
   kernels::AttentionParams p;
   p.q = buf<bf16>(Buf::Qkv);
-  p.k = k_cache(l);
-  p.v = v_cache(l);
+  p.k = kv_cache(l);
+  p.v = kv_cache(l) + kv_row_;
   p.o = buf<bf16>(Buf::Attn);
   p.q_stride = qkv_width_;
-  p.kv_stride = cfg_.num_kv_heads * cfg_.head_dim;
+  p.kv_stride = 2 * kv_row_;
   p.o_stride = cfg_.num_heads * cfg_.head_dim;
   p.num_heads = static_cast<int32_t>(cfg_.num_heads);
   p.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
@@ -338,8 +344,8 @@ void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
   gemm_->run(buf<bf16>(Buf::Act), cn, I, L.w_down, H, nullptr, delta, false, stream_);
 }
 
-void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
-                         std::vector<float>& logits) {
+void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
+                     std::vector<float>* logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
   if (n == 0) throw Error("forward: no tokens");
@@ -389,7 +395,7 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
   // Last layer's MLP, then the final norm and lm_head on the wanted rows only.
   const int64_t first = n - n_logits;
   const int64_t R = plan_.options.logits_rows;
-  logits.resize(static_cast<size_t>(n_logits) * V);
+  if (logits) logits->resize(static_cast<size_t>(n_logits) * V);
   float* dev_logits = buf<float>(Buf::Logits);
   for (int64_t c0 = 0; c0 < n; c0 += C) {
     const int64_t cn = std::min(C, n - c0);
@@ -404,7 +410,8 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
       const int64_t qn = std::min(R, c0 + cn - q0);
       gemm_->run(norm + (q0 - r0) * H, qn, H, w_->lm_head, V, nullptr, dev_logits, true, stream_);
       last_logits_ = dev_logits + (qn - 1) * V;
-      cuda_check(cudaMemcpyAsync(logits.data() + (q0 - first) * V, dev_logits,
+      if (!logits) continue;  // one row (n_logits 1), left on the device
+      cuda_check(cudaMemcpyAsync(logits->data() + (q0 - first) * V, dev_logits,
                                  qn * V * sizeof(float), cudaMemcpyDeviceToHost, stream_),
                  "logits download");
       // dev_logits is reused by the next piece: wait for the copy.
@@ -412,8 +419,9 @@ void CudaRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_l
     }
   }
   if (call_events) cuda_check(cudaEventRecord(call_events[1], stream_), "profile event");
-  cuda_check(cudaStreamSynchronize(stream_), "forward");
   n_cached_ = pos0 + n;
+  // Without host logits or profiling, sample_on_device is the next wait.
+  if (logits || call_events) cuda_check(cudaStreamSynchronize(stream_), "forward");
   read_tsa_keep();
   if (call_events) {
     auto elapsed = [](cudaEvent_t a, cudaEvent_t b) {

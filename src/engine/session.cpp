@@ -1,6 +1,7 @@
 // Session: one sequence's KV cache and the prefill -> sample -> decode loop.
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
@@ -172,7 +173,13 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
 
   const auto& eos = engine.config().eos_token_ids;
   std::vector<int32_t> history(prompt.begin(), prompt.end());
-  StreamDecoder detok(engine.tokenizer());
+  // Engines without a tokenizer (random weights) generate ids only.
+  const Tokenizer* tokenizer = engine.impl().tokenizer.get();
+  if (!tokenizer && !o.stop.empty())
+    throw Error(fmt::format("{}: stop strings need a tokenizer, and none was loaded",
+                            engine.options().model_dir));
+  std::optional<StreamDecoder> detok;
+  if (tokenizer) detok.emplace(*tokenizer);
   StopStrings stops(o.stop);
   Clock::time_point t_first;
   auto emit = [&](int32_t id, const std::string& piece) {
@@ -204,7 +211,7 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
       r.stop_reason = StopReason::Eos;
       break;
     }
-    const std::string piece = stops.push(detok.push(id));
+    const std::string piece = stops.push(detok ? detok->push(id) : std::string());
     if (!emit(id, piece)) {
       r.stop_reason = StopReason::Callback;
       break;
@@ -225,11 +232,16 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
       r.stop_reason = StopReason::Cancelled;
       break;
     }
-    logits = decode(id);
+    // With device sampling the logits need not come to the host.
+    if (impl_->runner->forward_on_device(std::span<const int32_t>(&id, 1), impl_->n_past)) {
+      impl_->n_past += 1;
+    } else {
+      logits = decode(id);
+    }
   }
   // Whatever the detokenizer or the stop matcher still holds goes out last.
   if (r.stop_reason != StopReason::StopString) {
-    const std::string tail = stops.push(detok.flush()) + stops.flush();
+    const std::string tail = stops.push(detok ? detok->flush() : std::string()) + stops.flush();
     if (!tail.empty()) {
       r.text += tail;
       if (o.on_token) o.on_token(-1, tail);

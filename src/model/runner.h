@@ -27,6 +27,11 @@ class ModelRunner {
   // into `logits`.
   virtual void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                        std::vector<float>& logits) = 0;
+  // A decode step whose logits stay where sample_on_device reads them: as
+  // forward(ids, pos0, 1, ...) but nothing is copied to the host and nothing
+  // waits for the GPU. Returns false (and does nothing) on backends that
+  // sample on the host.
+  virtual bool forward_on_device(std::span<const int32_t> ids, int64_t pos0) { return false; }
   // Picks the next token from the last forward's last logits row where they
   // live (the GPU), with the CPU Sampler's semantics and the given draw;
   // returns -1 when the backend leaves sampling to the host.

@@ -108,6 +108,44 @@ TEST(CudaModel, DefaultModelGreedyMatchesCpuReference) {
   EXPECT_GE(agree * 100, total * 95) << agree << "/" << total;
 }
 
+// generate() samples on the device and leaves the decode logits there; its
+// greedy ids must equal a host argmax over Session::decode's logits. A
+// random-weights engine has no tokenizer: ids only, and stop strings refused.
+TEST(CudaModel, DeviceDecodeLoopEqualsHostLogitsLoop) {
+  TSA_REQUIRE_GPU();
+  test::TempDir tmp;
+  test::write_file(tmp.path() / "config.json", R"({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 512,
+    "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+    "vocab_size": 1000, "max_position_embeddings": 4096})");
+  auto gpu = Engine::load(
+      {.model_dir = tmp.path().string(), .device = Device::Cuda, .random_weights = true});
+  const std::vector<int32_t> prompt = {5, 17, 301, 42, 999, 0, 7, 123, 456, 789, 11};
+  constexpr int kSteps = 24;
+  GenerateOptions g;
+  g.max_new_tokens = kSteps;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0.f;
+  g.sampling.seed = 1;
+  Session a(gpu, {.ctx_size = 128});
+  const GenerateResult r = a.generate(prompt, g);
+  ASSERT_EQ(r.ids.size(), size_t{kSteps});
+  EXPECT_TRUE(r.text.empty());
+
+  Session b(gpu, {.ctx_size = 128});
+  std::vector<int32_t> want;
+  std::span<const float> logits = b.prefill(prompt);
+  for (int i = 0; i < kSteps; ++i) {
+    want.push_back(argmax(logits));
+    if (i + 1 < kSteps) logits = b.decode(want.back());
+  }
+  EXPECT_EQ(r.ids, want);
+
+  a.reset();
+  g.stop = {"x"};
+  EXPECT_THROW(a.generate(prompt, g), Error);
+}
+
 TEST(CudaModel, PlanThatDoesNotFitIsRefusedBeforeAllocating) {
   TSA_REQUIRE_GPU();
   // A small model with a 16M-token context: its KV cache (256 GiB) fits no GPU.
