@@ -34,14 +34,20 @@ struct AttentionParams {
   int32_t sliding_window = 0;  // > 0: only the last `sliding_window` keys (self included)
   float scale = 0.f;           // 0 = 1/sqrt(head_dim)
 
-  // Token Sparse Attention: when sel != nullptr, head h attends only over
-  // the rows sel[h * n_sel .. h * n_sel + n_sel), sorted ascending, used for
-  // queries and keys alike (requires q_pos0 == 0 and n_q == n_kv): compressed
-  // query a sees compressed key b iff b <= a. Output rows of head h that are
-  // not selected are written as zeros by the same launch (no scatter pass).
-  // Also requires sliding_window == 0 (but see n_sel_device) and
-  // 1 <= n_sel <= n_q; the lists are trusted to be sorted, unique and < n_q
-  // (not checked on the device).
+  // Token Sparse Attention: when sel != nullptr, head h's compressed
+  // sequence is the positions sel[h * n_sel .. h * n_sel + n_sel), sorted
+  // ascending, in [0, n_kv) (requires n_kv == q_pos0 + n_q: the prompt
+  // (q_pos0 = 0) or a prefill chunk appended to the cache). Keys and values
+  // are read at those positions; the listed positions >= q_pos0 are also the
+  // queries, reading q row (and writing o row) position - q_pos0, while those
+  // before q_pos0 are keys only (rows an earlier chunk computed; see
+  // docs/SPARSITY.md, "Chunked prefill"). Compressed query a sees compressed
+  // key b iff b <= a. Output rows of head h whose positions in [q_pos0, n_kv)
+  // are not listed are written as zeros by the same launch (no scatter
+  // pass). Also requires sliding_window == 0 (but see n_sel_device) and
+  // 1 <= n_sel <= n_kv; the lists are trusted to be sorted, unique and
+  // < n_kv (not checked on the device). Only the sm_80 kernel takes
+  // q_pos0 > 0 here (attention_prefill's kAuto sends it there).
   const int32_t* sel = nullptr;
   int32_t n_sel = 0;
   // Optional, sparse mode only: the row count read on the device (written
@@ -49,9 +55,9 @@ struct AttentionParams {
   // wait for it). n_sel is then the upper bound that sizes the grid and the
   // stride of the lists (head h's list still starts at sel + h * n_sel);
   // blocks past the device count exit at once, and the unselected rows are
-  // still zeroed up to n_q. The value is clamped to [1, n_sel]. Only with a
+  // still zeroed up to n_kv. The value is clamped to [1, n_sel]. Only with a
   // device count may sparse mode take a sliding_window, which then applies
-  // only when the count is n_q: every row selected, the identity lists of
+  // only when the count is n_kv: every position listed, the identity lists of
   // TSA's dense fallback, which thus equals the dense (windowed) launch; a
   // real selection attends without the window, as cpu::tsa_attention does.
   const int32_t* n_sel_device = nullptr;
@@ -63,13 +69,15 @@ cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream);
 
 // Which prefill kernel runs. kAuto picks kSm90 when the current device has
 // compute capability 9.0, the library holds sm_90a code
-// (attention_prefill_sm90_available()) and sliding_window is 0, else kSm80
-// (the windowed sparse mode is kSm80's alone, and a windowed model's dense
-// and dense-fallback launches must run the same kernel); the environment variable
+// (attention_prefill_sm90_available()), sliding_window is 0 and no sparse
+// launch has q_pos0 > 0, else kSm80 (the windowed and the chunked sparse
+// modes are kSm80's alone, and a windowed model's dense and dense-fallback
+// launches must run the same kernel); the environment variable
 // TSA_ATTENTION_KERNEL=sm80|sm90, read once, replaces kAuto (other values are
 // ignored). Forcing kSm90 where it is not available returns
 // cudaErrorNoKernelImageForDevice. Both compute the same function and check
-// the same arguments, except that kSm90 rejects a windowed sparse launch; their results agree to
+// the same arguments, except that kSm90 rejects a windowed sparse launch and
+// a sparse launch with q_pos0 > 0; their results agree to
 // bf16 rounding (different tiles).
 //   kSm80: FlashAttention-2 structure (mma.sync, cp.async), any sm_80+ GPU.
 //   kSm90: FlashAttention-3 structure (wgmma, TMA, warp specialization), H100/H200.

@@ -37,16 +37,17 @@ inline cudaError_t check_common(const AttentionParams& p) {
   return cudaSuccess;
 }
 
-// check_common() plus the sparse mode's rules: index lists address a whole
-// prefill (no cache offset) and hold 1 <= n_sel <= n_q rows; a window only
+// check_common() plus the sparse mode's rules: index lists address the
+// positions [0, n_kv) of a prefill chunk that ends the cache (n_kv ==
+// q_pos0 + n_q) and hold 1 <= n_sel <= n_kv positions; a window only
 // with a device row count (a window in compressed order has no meaning for
 // TSA; see AttentionParams::n_sel_device); a device count only with lists.
 inline cudaError_t check_prefill(const AttentionParams& p) {
   if (cudaError_t err = check_common(p); err != cudaSuccess) return err;
   if (p.sel != nullptr) {
-    if (p.q_pos0 != 0 || p.n_q != p.n_kv) return cudaErrorInvalidValue;
+    if (int64_t{p.q_pos0} + p.n_q != p.n_kv) return cudaErrorInvalidValue;
     if (p.sliding_window != 0 && p.n_sel_device == nullptr) return cudaErrorInvalidValue;
-    if (p.n_sel < 1 || p.n_sel > p.n_q) return cudaErrorInvalidValue;
+    if (p.n_sel < 1 || p.n_sel > p.n_kv) return cudaErrorInvalidValue;
   } else if (p.n_sel_device != nullptr) {
     return cudaErrorInvalidValue;
   }

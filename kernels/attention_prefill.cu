@@ -16,8 +16,13 @@
 // shared memory one tile ahead) and outputs are written to the original rows.
 // With n_sel_device the grid covers n_sel rows and the tiles past the device
 // count return before touching anything (the tile holding the last selected
-// row zeroes the rows after it, up to n_q); a sliding window applies only
+// row zeroes the rows after it, up to n_kv); a sliding window applies only
 // when the device count selects every row (TSA's dense fallback).
+// Chunked sparse mode (q_pos0 > 0): the lists hold positions of the whole
+// cache; compressed rows before a0 (the first listed position >= q_pos0)
+// are keys only, so their Q rows are zeros and their outputs are dropped,
+// and tiles made only of them return at once (all but the last tile, which
+// zeroes the trailing gap). Q and O rows are position - q_pos0.
 #include "kernels/attention.h"
 #include "kernels/attention_args.cuh"
 #include "kernels/attention_mma.cuh"
@@ -71,18 +76,32 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
   // Sparse with a device-side count: a.n_rows is only the grid's upper bound.
   const int n_rows = kSparse && p.n_sel_device ? min(max(*p.n_sel_device, 1), a.n_rows) : a.n_rows;
   if (kSparse && q0 >= n_rows) return;  // a tile past the selected rows (whole block)
+  const int32_t* sel = kSparse ? p.sel + int64_t{head} * p.n_sel : nullptr;
+  // Sparse: compressed rows [a0, n_rows) are this chunk's queries (a0 = 0
+  // for a whole prompt); the earlier ones are keys from the cache.
+  int a0 = 0;
+  if (kSparse && p.q_pos0 > 0) {
+    int hi = n_rows;  // lower_bound of q_pos0 in sel[0, n_rows)
+    while (a0 < hi) {
+      const int mid = (a0 + hi) / 2;
+      if (sel[mid] < p.q_pos0)
+        a0 = mid + 1;
+      else
+        hi = mid;
+    }
+    if (q0 + kBr <= a0 && q0 + kBr < n_rows) return;  // keys-only tile, gaps all before q_pos0
+  }
   // Positions: original ones (dense), compressed indices (sparse).
   const int pos0 = kSparse ? 0 : p.q_pos0;
   const int pos_lo = pos0 + q0;                     // position of tile row 0
   const int kv_end = pos0 + min(q0 + kBr, n_rows);  // keys [.., kv_end) are visible
   // Sparse: the window only when every row is selected (identity lists, so
   // compressed and original positions agree; see attention.h).
-  const int window = !kSparse || n_rows == p.n_q ? p.sliding_window : 0;  // 0 = none
+  const int window = !kSparse || n_rows == p.n_kv ? p.sliding_window : 0;  // 0 = none
   const int kv_begin = window > 0 ? max(0, pos_lo - window + 1) : 0;
   const int t_begin = kv_begin / kBc;
   const int t_end = (kv_end + kBc - 1) / kBc;
 
-  const int32_t* sel = kSparse ? p.sel + int64_t{head} * p.n_sel : nullptr;
   const bf16* q_g = p.q + int64_t{head} * D;
   const int64_t kv_col = int64_t{head / a.group} * D;
   const bf16* k_g = p.k + kv_col;
@@ -133,11 +152,12 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
     __syncthreads();
   }
 
-  // Prologue: Q tile (rows past n_rows are zeros) and the first K tile.
+  // Prologue: Q tile (rows past n_rows, and keys-only rows, are zeros) and
+  // the first K tile.
   for (int r = my_row; r < kBr; r += kRowsPerPass) {
     const int row = q0 + r;
-    const bool ok = row < n_rows;
-    const int64_t src_row = !ok ? 0 : kSparse ? sel[row] : row;
+    const bool ok = row < n_rows && row >= a0;
+    const int64_t src_row = !ok ? 0 : kSparse ? sel[row] - p.q_pos0 : row;
     cp_async16(smem_u32(q_s + swizzle<D>(r, my_chunk)), q_g + src_row * p.q_stride + my_chunk * 8,
                ok);
   }
@@ -148,17 +168,18 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
 
   if constexpr (kSparse) {
     // Zero the original rows of this head that no CTA writes: the gap before
-    // each compressed row a of this tile, i.e. (sel[a-1], sel[a]) (from row 0
-    // for a = 0), and for the last tile also (sel[n_sel-1], n_q).
+    // each compressed row a of this tile, i.e. (sel[a-1], sel[a]) (from
+    // position 0 for a = 0), and for the last tile also (sel[n_sel-1], n_kv),
+    // each clipped to this chunk's positions [q_pos0, n_kv).
     const int a_end = min(q0 + kBr, n_rows);
     const int i_end = a_end == n_rows ? n_rows + 1 : a_end;
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
     for (int i = q0 + warp; i < i_end; i += kWarps) {
-      const int lo = i == 0 ? 0 : sel[i - 1] + 1;
-      const int hi = i == n_rows ? p.n_q : sel[i];
-      const int64_t n = int64_t{hi - lo} * kChunks;
+      const int lo = max(i == 0 ? 0 : sel[i - 1] + 1, p.q_pos0);
+      const int hi = i == n_rows ? p.n_kv : sel[i];
+      const int64_t n = int64_t{max(hi - lo, 0)} * kChunks;
       for (int64_t f = lane; f < n; f += 32) {
-        const int64_t row = lo + f / kChunks;
+        const int64_t row = lo - p.q_pos0 + f / kChunks;
         *reinterpret_cast<uint4*>(p.o + row * p.o_stride + int64_t{head} * D + (f % kChunks) * 8) =
             zero;
       }
@@ -293,8 +314,10 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
   constexpr int kLaneRows = 32 / kChunks;  // rows one warp pass covers
   for (int r = lane / kChunks; r < kRowsPerWarp; r += kLaneRows) {
     const int row = q0 + warp_row + r;
-    if (row < n_rows) {
-      const int64_t dst_row = kSparse ? sel[row] : row;
+    // Sparse: keys-only rows (before a0) have dst_row < 0 (a0 is not kept
+    // live through the loop: registers).
+    const int64_t dst_row = row >= n_rows ? -1 : kSparse ? sel[row] - p.q_pos0 : row;
+    if (dst_row >= 0) {
       const int c = lane % kChunks;
       *reinterpret_cast<uint4*>(p.o + dst_row * p.o_stride + int64_t{head} * D + c * 8) =
           *reinterpret_cast<const uint4*>(q_s + swizzle<D>(warp_row + r, c));

@@ -26,9 +26,11 @@ cudaError_t attention_prefill(const AttentionParams& p, cudaStream_t stream, Pre
   if (kernel == PrefillKernel::kAuto) {
     // Sliding-window calls, dense or sparse, go to the sm_80 kernel: only it
     // has the windowed sparse mode (TSA's dense fallback on a sliding-window
-    // model), and that fallback must equal the dense launch bit for bit.
-    kernel = attn::sm90_prefill_ready() && p.sliding_window == 0 ? PrefillKernel::kSm90
-                                                                 : PrefillKernel::kSm80;
+    // model), and that fallback must equal the dense launch bit for bit. So
+    // do sparse calls on a chunk after the start (lists reaching into the
+    // cache: only sm_80 has that mode).
+    const bool sm80_only = p.sliding_window != 0 || (p.sel != nullptr && p.q_pos0 != 0);
+    kernel = attn::sm90_prefill_ready() && !sm80_only ? PrefillKernel::kSm90 : PrefillKernel::kSm80;
   }
   if (kernel == PrefillKernel::kSm90) return attn::prefill_sm90(p, stream);
   return attn::prefill_sm80(p, stream);

@@ -527,8 +527,9 @@ cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
   if (cudaError_t err = check_prefill(p); err != cudaSuccess) return err;
   const bool sparse = p.sel != nullptr;
   // The windowed sparse launch (TSA's dense fallback on a sliding-window
-  // model) exists in the sm_80 kernel only.
-  if (sparse && p.sliding_window != 0) return cudaErrorInvalidValue;
+  // model) and the chunked one (lists reaching into the cache) exist in the
+  // sm_80 kernel only.
+  if (sparse && (p.sliding_window != 0 || p.q_pos0 != 0)) return cudaErrorInvalidValue;
   if (p.n_q == 0) return cudaSuccess;
   if (!sm90_prefill_ready()) return cudaErrorNoKernelImageForDevice;
   Sm90Args a{};

@@ -109,6 +109,7 @@ struct ScoreArgs {
   const bf16* k;
   int64_t q_stride, kv_stride;
   int32_t P, W, H, group;
+  int32_t q_pos0;    // position of q's row 0
   int32_t n_keys;    // keys scored: len (pass 1) or P (pass 2)
   int32_t n_chunks;  // ceil(n_keys / kChunkKeys)
   int32_t n_qtiles;
@@ -154,7 +155,8 @@ __device__ __forceinline__ void row_stats(const float (&s)[NT][4], float (&m)[2]
 // Grid: n_qtiles * n_chunks * H CTAs; block b scores head b % H (heads of one
 // KV group are neighbours, so their K tiles meet in L2), key chunk
 // (b / H) % n_chunks and window tile b / H / n_chunks. Window row r is the
-// query at position P + r; rows past W are zeros and ignored.
+// query at position P + r (row P + r - q_pos0 of q); rows past W are zeros
+// and ignored.
 template <int D, bool kColsum>
 __global__ void __launch_bounds__(kThreads) score_kernel(const ScoreArgs a) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
@@ -183,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) score_kernel(const ScoreArgs a) {
   // Q tile: window rows row0 .. row0 + 127 (zeros past W).
   for (int r = my_row; r < kBr; r += kRowsPerPass) {
     const bool ok = row0 + r < a.W;
-    const int64_t src_row = ok ? pos_lo + r : 0;
+    const int64_t src_row = ok ? pos_lo + r - a.q_pos0 : 0;
     cp_async16(smem_u32(q_s + swizzle<D>(r, my_chunk)), q_g + src_row * a.q_stride + my_chunk * 8,
                ok);
   }
@@ -611,6 +613,7 @@ cudaError_t check(const TsaSelectParams& p) {
     return cudaErrorInvalidValue;
   if (p.len < 2 || p.len > kMaxPositions || p.window < 1 || p.window >= p.len)
     return cudaErrorInvalidValue;
+  if (p.q_pos0 < 0 || p.q_pos0 > p.len - p.window) return cudaErrorInvalidValue;
   if (p.min_tokens < 0 || p.kernel_size < 1 || p.kernel_size % 2 == 0) return cudaErrorInvalidValue;
   if (!(p.coverage >= 0 && p.coverage < 1)) return cudaErrorInvalidValue;
   if (!(p.force_keep_fraction >= 0 && p.force_keep_fraction <= 1)) return cudaErrorInvalidValue;
@@ -690,6 +693,7 @@ cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspa
   a.W = p.window;
   a.H = p.num_heads;
   a.group = p.num_heads / p.num_kv_heads;
+  a.q_pos0 = p.q_pos0;
   a.n_qtiles = static_cast<int32_t>(l.n_qtiles);
   const float scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(p.head_dim));
   a.c = scale * 1.4426950408889634f;

@@ -4,9 +4,13 @@
 // cpu::tsa_select (src/cpu/tsa_reference.h).
 //
 // Layouts (bf16, after RoPE; "row" = one token, as in kernels/attention.h):
-//   q: [len rows][num_heads * head_dim]     row stride q_stride elements
+//   q: [len - q_pos0 rows][num_heads * head_dim]  row stride q_stride elements;
+//      row i is position q_pos0 + i (a prefill chunk; q_pos0 = 0: the prompt)
 //   k: [>= len rows][num_kv_heads * head_dim] row stride kv_stride (KV cache)
 // Query head h reads KV head h / (num_heads / num_kv_heads) (no K copies).
+// Only the window's queries (positions [len - window, len)) are read, so the
+// chunk must hold them: q_pos0 <= len - window. A chunk is scored exactly as
+// a one-shot prefill of its len positions would be (cpu::tsa_select_chunk).
 //
 // Outputs:
 //   sel  [num_heads][len] int32: head h's sorted original rows in
@@ -36,7 +40,8 @@ struct TsaSelectParams {
   const __nv_bfloat16* q = nullptr;
   const __nv_bfloat16* k = nullptr;
   int64_t q_stride = 0, kv_stride = 0;  // elements between rows
-  int32_t len = 0;                      // L: prompt rows (the whole prefill, from position 0)
+  int32_t len = 0;                      // L: keys, positions [0, len) (the cache so far)
+  int32_t q_pos0 = 0;                   // position of q's row 0: 0 <= q_pos0 <= len - window
   int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
   // LayerSparsity values (include/tsa/sparsity.h).
   int32_t window = 0;              // W: 1 <= W < len
@@ -57,7 +62,8 @@ size_t tsa_select_workspace_bytes(int32_t len, int32_t num_heads, int32_t window
 
 // Returns cudaErrorInvalidValue (nothing launched) for bad shapes or pointers
 // (head_dim 64 or 128; q, k 16-byte aligned, strides multiples of 8 elements
-// and at least the row widths; window in [1, len); coverage in [0, 1);
+// and at least the row widths; window in [1, len); q_pos0 in [0, len - window];
+// coverage in [0, 1);
 // force_keep_fraction in [0, 1]) or a workspace smaller than
 // tsa_select_workspace_bytes(len, num_heads, window).
 cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,

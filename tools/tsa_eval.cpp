@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
   app.add_flag("--chat", o.chat, "Wrap retrieval prompts in the model's chat template");
   app.add_option("--config", config, "Sparsity config of the run (default dense)");
   app.add_option("--config-b", config_b, "agree: the second setting (default dense)");
+  app.add_option("--prefill-chunk", o.session.prefill_chunk,
+                 "Prompt tokens per forward call (0 = the backend's choice: the whole prompt "
+                 "with sparse layers)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("-t,--threads", threads, "CPU threads (0 = all cores)");
   app.add_option("--json", json_path, "Also write all results as JSON to this file ('-' = stdout)");

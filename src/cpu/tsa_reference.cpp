@@ -12,16 +12,30 @@ bool tsa_applies(const LayerSparsity& s, int64_t len) {
   return s.sparse && s.coverage > 0 && len > s.min_tokens + s.window && len >= s.min_prompt_tokens;
 }
 
+bool tsa_applies_chunk(const LayerSparsity& s, int64_t pos0, int64_t n) {
+  return tsa_applies(s, pos0 + n) && n > s.window;
+}
+
 TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads, int64_t kv_heads,
                         int64_t D, const LayerSparsity& s) {
+  return tsa_select_chunk(q, k, 0, L, heads, kv_heads, D, s);
+}
+
+TsaSelection tsa_select_chunk(const float* q, const float* k, int64_t pos0, int64_t n,
+                              int64_t heads, int64_t kv_heads, int64_t D, const LayerSparsity& s) {
   TsaSelection sel;
   sel.window = s.window;
   if (!s.sparse || s.coverage <= 0) {
     sel.why = "coverage 0";
     return sel;
   }
+  const int64_t L = pos0 + n;  // keys: every position so far
   if (!tsa_applies(s, L)) {
     sel.why = "short prompt";
+    return sel;
+  }
+  if (n <= s.window) {  // the window's queries would reach back before the chunk
+    sel.why = "short chunk";
     return sel;
   }
   const int64_t W = s.window, P = L - W;  // P prefix keys
@@ -38,7 +52,7 @@ TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads
     std::vector<double> acc(P, 0.0);
     std::vector<float> logits(L);
     for (int64_t qi = P; qi < L; ++qi) {
-      const float* qv = q + (qi * heads + h) * D;
+      const float* qv = q + ((qi - pos0) * heads + h) * D;  // the window lies in the chunk
       float mx = -INFINITY;
       for (int64_t j = 0; j <= qi; ++j) {
         const float* kv = kh + j * kv_heads * D;
@@ -119,9 +133,15 @@ TsaSelection tsa_select(const float* q, const float* k, int64_t L, int64_t heads
 
 void tsa_attention(const float* q, const float* k, const float* v, int64_t L, int64_t heads,
                    int64_t kv_heads, int64_t D, const TsaSelection& sel, float* out) {
+  tsa_attention_chunk(q, k, v, 0, L, heads, kv_heads, D, sel, out);
+}
+
+void tsa_attention_chunk(const float* q, const float* k, const float* v, int64_t pos0, int64_t n_q,
+                         int64_t heads, int64_t kv_heads, int64_t D, const TsaSelection& sel,
+                         float* out) {
   const int64_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  std::fill(out, out + L * heads * D, 0.0f);
+  std::fill(out, out + n_q * heads * D, 0.0f);
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads())
   for (int64_t h = 0; h < heads; ++h) {
     const std::vector<int32_t>& idx = sel.indices[h];
@@ -129,8 +149,11 @@ void tsa_attention(const float* q, const float* k, const float* v, int64_t L, in
     const int64_t kvh = h / group;
     std::vector<float> w(n);
     std::vector<double> o(D);
-    for (int64_t a = 0; a < n; ++a) {
-      const float* qv = q + (idx[a] * heads + h) * D;
+    // Listed positions before the chunk are keys only (their rows were
+    // computed by earlier chunks); the chunk's listed rows are the queries.
+    const int64_t a0 = std::lower_bound(idx.begin(), idx.end(), pos0) - idx.begin();
+    for (int64_t a = a0; a < n; ++a) {
+      const float* qv = q + ((idx[a] - pos0) * heads + h) * D;
       float mx = -INFINITY;
       for (int64_t b = 0; b <= a; ++b) {  // causal in compressed order
         const float* kv = k + (idx[b] * kv_heads + kvh) * D;
@@ -147,7 +170,7 @@ void tsa_attention(const float* q, const float* k, const float* v, int64_t L, in
         const float* vv = v + (idx[b] * kv_heads + kvh) * D;
         for (int64_t d = 0; d < D; ++d) o[d] += p * vv[d];
       }
-      float* dst = out + (idx[a] * heads + h) * D;
+      float* dst = out + ((idx[a] - pos0) * heads + h) * D;
       for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<float>(o[d] / sum);
     }
   }

@@ -6,11 +6,11 @@
 //   A(l, c): h = add_rmsnorm(residual[c] += delta, attn_norm) -> qkv[c] = h Wqkv (+b)
 //            -> RoPE on q, k -> K, V rows into the cache
 //   B(l):    attn = attention(q, cache)                       (all rows)
-//            Token Sparse Attention layers (prefill from position 0, the
-//            whole prompt in this call): selection on the device
-//            (kernels/tsa_select.h), then the sparse attention launch reading
-//            the selected row count from the device; the KV cache has every
-//            token either way, and decode stays dense.
+//            Token Sparse Attention layers (a prefill chunk holding the
+//            window, over every key so far; docs/SPARSITY.md): selection on
+//            the device (kernels/tsa_select.h), then the sparse attention
+//            launch reading the selected row count from the device; the KV
+//            cache has every token either way, and decode stays dense.
 //   C(l, c): delta = attn[c] Wo; h = add_rmsnorm(residual[c] += delta, ffn_norm)
 //            -> delta = swiglu(h Wgate_up) Wdown              (added by the next A or the final
 //            norm)
@@ -74,8 +74,9 @@ class CudaRunner final : public ModelRunner {
            std::vector<float>* logits);
   void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta);
   void attention(int64_t l, int64_t n, int64_t pos0);
-  // Selection + sparse attention of layer l over the whole prompt (pos0 = 0).
-  void sparse_attention(int64_t l, int64_t n, kernels::AttentionParams p);
+  // Selection + sparse attention of layer l for the chunk of n rows at pos0,
+  // over the keys [0, pos0 + n).
+  void sparse_attention(int64_t l, int64_t n, int64_t pos0, kernels::AttentionParams p);
   // profile_.tsa_keep from the layers' device counts (after the stream sync).
   void read_tsa_keep();
   void stage_c(int64_t l, int64_t c0, int64_t cn);
@@ -138,7 +139,8 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   sample_ws_bytes_ = align(kernels::sample_workspace_bytes(static_cast<int32_t>(cfg_.vocab_size)));
   po.extra_workspace = decode_ws_bytes_ + sample_ws_bytes_;
   // Token Sparse Attention: scratch for the widest window of a layer that can
-  // go sparse (coverage > 0; a window >= the prompt never applies).
+  // go sparse (coverage > 0; a window >= the chunk never applies), over up to
+  // ctx keys (a chunk scores the whole cache).
   if (static_cast<int64_t>(sparsity_.layers.size()) != cfg_.num_layers)
     throw Error("CUDA runner: the sparsity plan does not match the layer count");
   int64_t max_window = 0;
@@ -150,12 +152,12 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   tsa_ran_.assign(cfg_.num_layers, 0);
   if (tsa_) {
     po.tsa = true;
-    po.tsa_workspace = kernels::tsa_select_workspace_bytes(static_cast<int32_t>(po.max_tokens),
+    po.tsa_workspace = kernels::tsa_select_workspace_bytes(static_cast<int32_t>(po.ctx),
                                                            static_cast<int32_t>(cfg_.num_heads),
                                                            static_cast<int32_t>(max_window));
     if (po.tsa_workspace == 0)
-      throw Error(fmt::format("CUDA runner: no TSA workspace size for {} tokens, window {}",
-                              po.max_tokens, max_window));
+      throw Error(fmt::format("CUDA runner: no TSA workspace size for {} tokens, window {}", po.ctx,
+                              max_window));
   }
   plan_ = plan_memory(cfg_, po);
 
@@ -273,9 +275,9 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
   p.n_kv = static_cast<int32_t>(pos0 + n);
   p.q_pos0 = static_cast<int32_t>(pos0);
   p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
-  // Token Sparse Attention: prefill from the start, long enough (as the CPU runner).
-  if (tsa_ && pos0 == 0 && cpu::tsa_applies(sparsity_.layers[l], n)) {
-    sparse_attention(l, n, p);
+  // Token Sparse Attention: a chunk holding the window, enough keys (as the CPU runner).
+  if (tsa_ && cpu::tsa_applies_chunk(sparsity_.layers[l], pos0, n)) {
+    sparse_attention(l, n, pos0, p);
   } else if (n <= kDecodeMaxRows) {
     check(kernels::attention_decode(p, buf<char>(Buf::Workspace), stream_), "attention_decode", n);
   } else {
@@ -284,14 +286,15 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
   if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l + 1], stream_), "profile event");
 }
 
-void CudaRunner::sparse_attention(int64_t l, int64_t n, kernels::AttentionParams p) {
+void CudaRunner::sparse_attention(int64_t l, int64_t n, int64_t pos0, kernels::AttentionParams p) {
   const LayerSparsity& ls = sparsity_.layers[l];
   kernels::TsaSelectParams s;
   s.q = p.q;
   s.k = p.k;
   s.q_stride = p.q_stride;
   s.kv_stride = p.kv_stride;
-  s.len = static_cast<int32_t>(n);
+  s.len = static_cast<int32_t>(pos0 + n);
+  s.q_pos0 = static_cast<int32_t>(pos0);
   s.num_heads = p.num_heads;
   s.num_kv_heads = p.num_kv_heads;
   s.head_dim = p.head_dim;
@@ -305,8 +308,9 @@ void CudaRunner::sparse_attention(int64_t l, int64_t n, kernels::AttentionParams
   check(kernels::tsa_select(s, buf<char>(Buf::TsaWork), plan_.bytes[static_cast<int>(Buf::TsaWork)],
                             stream_),
         "tsa_select", n);
-  // Every head attends over its own rows: lists of stride n, the row count
-  // from the selection, on the device. As in the CPU reference, the model's
+  // Every head attends over its own positions: lists of stride pos0 + n, the
+  // count from the selection, on the device; listed positions before pos0
+  // are keys only (from the cache). As in the CPU reference, the model's
   // sliding window applies only when the layer ends up dense (every row
   // selected); a real selection attends without it.
   p.sel = s.sel;

@@ -102,8 +102,9 @@ class CpuRunner final : public ModelRunner {
   int64_t capacity() const override { return cache_.capacity(); }
 
   // Chunks of 512 read each weight matrix once per many rows and keep the
-  // activations small; Token Sparse Attention selects over the whole prompt,
-  // so with sparse layers the prompt goes in one call.
+  // activations small; with sparse layers the prompt goes in one call, the
+  // paper's one-shot Token Sparse Attention (a smaller prefill_chunk gives
+  // the chunked variant of docs/SPARSITY.md).
   int64_t preferred_chunk() const override { return sparsity_ ? capacity() : 512; }
 
   void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
@@ -164,14 +165,15 @@ void CpuRunner::attention_step(int64_t il, int64_t n, int64_t pos0) {
   // Every token's K/V goes to the cache, sparse layer or not.
   cache_.store(il, pos0, n, k_.data(), v_.data());
   profile_.tsa_keep[il] = -1;
-  // Token Sparse Attention: prefill from the start of the sequence only.
-  if (sparsity_ && pos0 == 0 && cpu::tsa_applies(sparsity_->layers[il], n)) {
+  // Token Sparse Attention over every key so far: the chunk's last window
+  // rows score the cache (docs/SPARSITY.md, "Chunked prefill").
+  if (sparsity_ && cpu::tsa_applies_chunk(sparsity_->layers[il], pos0, n)) {
     const cpu::TsaSelection sel =
-        cpu::tsa_select(q_.data(), k_.data(), n, cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim,
-                        sparsity_->layers[il]);
+        cpu::tsa_select_chunk(q_.data(), cache_.k(il), pos0, n, cfg_.num_heads, cfg_.num_kv_heads,
+                              cfg_.head_dim, sparsity_->layers[il]);
     if (!sel.dense) {
-      cpu::tsa_attention(q_.data(), k_.data(), v_.data(), n, cfg_.num_heads, cfg_.num_kv_heads,
-                         cfg_.head_dim, sel, kqv_.data());
+      cpu::tsa_attention_chunk(q_.data(), cache_.k(il), cache_.v(il), pos0, n, cfg_.num_heads,
+                               cfg_.num_kv_heads, cfg_.head_dim, sel, kqv_.data());
       profile_.tsa_keep[il] = sel.keep;
       return;
     }

@@ -74,7 +74,7 @@ MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
   p.options = o;
   p.weights = weight_bytes(c);
   p.kv_cache = size_t(2) * c.num_layers * o.ctx * c.num_kv_heads * c.head_dim * 2;
-  const size_t T = o.max_tokens, C = std::min(o.chunk, o.max_tokens);
+  const size_t T = o.max_tokens, C = std::min(o.chunk, o.max_tokens), ctx = o.ctx;
   const size_t L = std::min<int64_t>(o.logits_rows, o.max_tokens);
   const size_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const size_t qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
@@ -89,7 +89,7 @@ MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
       L * V * 4,                                 // Logits
       T * 4,                                     // Ids
       o.gemm_workspace + o.extra_workspace,      // Workspace
-      o.tsa ? T * c.num_heads * 4 : 0,           // TsaSel
+      o.tsa ? ctx * c.num_heads * 4 : 0,         // TsaSel (a chunk's lists span the cache)
       o.tsa ? size_t(c.num_layers) * 4 * 4 : 0,  // TsaInfo
       o.tsa ? o.tsa_workspace : 0,               // TsaWork
   };

@@ -26,7 +26,7 @@ struct PlanOptions {
   size_t extra_workspace = 0;  // attention decode, sampling (the runner adds these)
   // Token Sparse Attention (set when some layer may run sparse): per-head
   // index lists and per-layer counts, and the selection's scratch
-  // (kernels::tsa_select_workspace_bytes for max_tokens; the runner sets it).
+  // (kernels::tsa_select_workspace_bytes for ctx; the runner sets it).
   bool tsa = false;
   size_t tsa_workspace = 0;
 };
@@ -43,7 +43,7 @@ enum class Buf {
   Logits,     // [logits_rows, vocab] fp32
   Ids,        // [max_tokens] int32
   Workspace,  // gemm + extra workspace
-  TsaSel,     // [num_heads, max_tokens] int32: per-head sorted index lists (tsa only)
+  TsaSel,     // [num_heads, ctx] int32: per-head sorted position lists (tsa only)
   TsaInfo,    // [num_layers, 4] int32: per-layer selection counts (tsa only)
   TsaWork,    // tsa_workspace bytes: the selection's scratch (tsa only)
   Count

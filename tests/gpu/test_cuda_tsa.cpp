@@ -3,7 +3,9 @@
 // min_tokens 16): the same keep counts (ForwardProfile.tsa_keep) and greedy
 // tokens as the CPU reference; coverage 0 is exactly the dense forward; a
 // coverage that drops nothing runs the selection and still gives the dense
-// result; a forced keep fraction is honoured by both backends.
+// result; a forced keep fraction is honoured by both backends. Chunked
+// prefill (docs/SPARSITY.md): a chunk at least as long as the prompt is the
+// one-shot prefill, and two chunks give the CPU's keep counts and tokens.
 //
 // Greedy agreement: these tiny random-ish models are sensitive to which rows
 // a head keeps (on the CPU, TSA on layers 1-2 alone moves up to 12 of 32
@@ -52,8 +54,9 @@ class CudaTsa : public ::testing::TestWithParam<std::string> {
                             layers + R"(": {"mode": "tsa"}}})");
     return p.string();
   }
+  // chunk: SessionOptions::prefill_chunk of both backends (0 = one shot).
   void compare_with_cpu(const std::string& layers, const std::vector<int64_t>& want_keep,
-                        int min_agree);
+                        int min_agree, int64_t chunk = 0);
   test::TempDir tmp_;
 };
 
@@ -61,13 +64,14 @@ class CudaTsa : public ::testing::TestWithParam<std::string> {
 // prefix tokens, so both backends keep min_tokens = 16 (no budget near-tie
 // between bf16 and fp32 scores).
 void CudaTsa::compare_with_cpu(const std::string& layers, const std::vector<int64_t>& want_keep,
-                               int min_agree) {
+                               int min_agree, int64_t chunk) {
   const std::string cfg = config(0.9, layers);
   auto cpu = Engine::load({.model_dir = dir(), .sparsity_config = cfg});
   auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda, .sparsity_config = cfg});
   const auto ids = prompt();
   const int64_t n = static_cast<int64_t>(ids.size()), vocab = cpu->config().vocab_size;
-  Session sc(cpu, {.ctx_size = 256}), sg(gpu, {.ctx_size = 256, .profile = true});
+  Session sc(cpu, {.ctx_size = 256, .prefill_chunk = chunk}),
+      sg(gpu, {.ctx_size = 256, .prefill_chunk = chunk, .profile = true});
   const auto lc = sc.prefill(ids, 1);
   const std::vector<float> want(lc.begin(), lc.end());
   const auto lg = sg.prefill(ids, 1);
@@ -91,8 +95,9 @@ void CudaTsa::compare_with_cpu(const std::string& layers, const std::vector<int6
     agree += next_c == next_g;
     tc = next_c;
   }
-  std::printf("[ tsa ] %s, layers %s sparse: GPU agrees with the CPU on %d/%d greedy tokens\n",
-              GetParam().c_str(), layers.c_str(), agree, steps);
+  std::printf(
+      "[ tsa ] %s, layers %s sparse, chunk %lld: GPU agrees with the CPU on %d/%d greedy tokens\n",
+      GetParam().c_str(), layers.c_str(), static_cast<long long>(chunk), agree, steps);
   EXPECT_GE(agree, min_agree) << agree << "/" << steps;
 }
 
@@ -104,6 +109,32 @@ TEST_P(CudaTsa, LastLayerSparseMatchesCpu) {
 TEST_P(CudaTsa, TwoSparseLayersMatchCpu) {
   TSA_REQUIRE_GPU();
   compare_with_cpu("1-2", {-1, 16, 16}, 32 * 75 / 100);
+}
+
+// Two chunks: the second selects over the whole cache (its keep counts are
+// the ones the profile reports), the first over its own keys.
+TEST_P(CudaTsa, TwoChunksMatchCpu) {
+  TSA_REQUIRE_GPU();
+  const int64_t chunk = (static_cast<int64_t>(prompt().size()) + 1) / 2;
+  ASSERT_GT(chunk, 16 + kWindow);
+  compare_with_cpu("2", {-1, -1, 16}, 32 * 95 / 100, chunk);
+  compare_with_cpu("1-2", {-1, 16, 16}, 32 * 75 / 100, chunk);
+}
+
+TEST_P(CudaTsa, ChunkAtLeastThePromptIsOneShot) {
+  TSA_REQUIRE_GPU();
+  auto gpu =
+      Engine::load({.model_dir = dir(), .device = Device::Cuda, .sparsity_config = config(0.9)});
+  const auto ids = prompt();
+  const int64_t n = static_cast<int64_t>(ids.size());
+  Session one(gpu, {.ctx_size = 256}), chunked(gpu, {.ctx_size = 256, .prefill_chunk = n});
+  const auto l1 = one.prefill(ids, n);
+  const std::vector<float> want(l1.begin(), l1.end());
+  const auto lc = chunked.prefill(ids, n);
+  ASSERT_EQ(lc.size(), want.size());
+  EXPECT_EQ(std::memcmp(lc.data(), want.data(), want.size() * sizeof(float)), 0);
+  EXPECT_EQ(chunked.profile().tsa_keep, one.profile().tsa_keep);
+  EXPECT_EQ(one.profile().tsa_keep, (std::vector<int64_t>{-1, 16, 16}));
 }
 
 TEST_P(CudaTsa, CoverageZeroIsExactlyDense) {

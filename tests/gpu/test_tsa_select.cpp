@@ -4,7 +4,11 @@
 // scores equal within fp32 noise), planted peaked keys, dense fallbacks,
 // forced keep fractions, one workspace for many calls, argument checks; and
 // selection + sparse attention (row count read on the device) against
-// cpu::tsa_attention. Outputs are poisoned (0xFF) before every launch.
+// cpu::tsa_attention. Chunked prefill (docs/SPARSITY.md): a chunk's
+// selection (queries at q_pos0 > 0, keys from the whole "cache") against the
+// one-shot GPU selection and cpu::tsa_select_chunk, then the chunked sparse
+// launch against cpu::tsa_attention_chunk. Outputs are poisoned (0xFF)
+// before every launch.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -104,9 +108,12 @@ void make_inputs(const Case& c, uint64_t seed, Inputs& in,
   in.dev.upload(tsa::test::to_bf16(host));
 }
 
-TsaSelectParams params_for(const Case& c, const Inputs& in, int32_t* sel, int32_t* info) {
+// `p0` > 0: a prefill chunk, queries from row p0 on, keys from row 0.
+TsaSelectParams params_for(const Case& c, const Inputs& in, int32_t* sel, int32_t* info,
+                           int p0 = 0) {
   TsaSelectParams p;
-  p.q = in.dev.get();
+  p.q = in.dev.get() + int64_t{p0} * in.stride;
+  p.q_pos0 = p0;
   p.k = in.dev.get() + int64_t{c.H} * c.D;
   p.q_stride = p.kv_stride = in.stride;
   p.len = c.L;
@@ -131,15 +138,15 @@ struct GpuSelection {
 
 // Runs the selection into poisoned outputs; `ws` (sized elsewhere) or a
 // fresh poisoned workspace of the size asked for.
-GpuSelection run_select(const Case& c, const Inputs& in,
-                        DeviceBuffer<unsigned char>* ws = nullptr) {
+GpuSelection run_select(const Case& c, const Inputs& in, DeviceBuffer<unsigned char>* ws = nullptr,
+                        int p0 = 0) {
   DeviceBuffer<int32_t> sel(size_t(c.H) * c.L), info(kTsaInfoInts);
   sel.poison();
   info.poison();
   DeviceBuffer<unsigned char> own(ws ? 0 : tsa::kernels::tsa_select_workspace_bytes(c.L, c.H, c.W));
   DeviceBuffer<unsigned char>& w = ws ? *ws : own;
   if (!ws) w.poison();
-  const TsaSelectParams p = params_for(c, in, sel.get(), info.get());
+  const TsaSelectParams p = params_for(c, in, sel.get(), info.get(), p0);
   EXPECT_EQ(tsa::kernels::tsa_select(p, w.get(), w.size(), nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   GpuSelection g{sel.download(), info.download(), {}};
@@ -163,12 +170,13 @@ int64_t cpu_count(const std::vector<double>& global, double tau, std::vector<dou
   return n;
 }
 
-// Compares one GPU selection with the CPU's; returns the number of index
-// swaps (differences allowed between near-equal scores).
-int64_t expect_matches_cpu(const Case& c, const Inputs& in, const GpuSelection& g) {
+// Compares one GPU selection with the CPU's (of the chunk from row p0);
+// returns the number of index swaps (differences allowed between near-equal
+// scores).
+int64_t expect_matches_cpu(const Case& c, const Inputs& in, const GpuSelection& g, int p0 = 0) {
   const LayerSparsity s = layer_of(c);
-  const tsa::cpu::TsaSelection ref =
-      tsa::cpu::tsa_select(in.q.data(), in.k.data(), c.L, c.H, c.Hkv, c.D, s);
+  const tsa::cpu::TsaSelection ref = tsa::cpu::tsa_select_chunk(
+      in.q.data() + int64_t{p0} * c.H * c.D, in.k.data(), p0, c.L - p0, c.H, c.Hkv, c.D, s);
   const int64_t P = c.L - c.W;
   int64_t swaps = 0;
   // Smoothed scores (the CPU keeps them even when the layer ends up dense).
@@ -432,6 +440,8 @@ TEST(TsaSelect, BadArgumentsAreRejected) {
       [](TsaSelectParams& p) { p.kv_stride = 64; },
       [](TsaSelectParams& p) { p.k = p.k + 1; },
       [](TsaSelectParams& p) { p.scale = -1.f; },
+      [](TsaSelectParams& p) { p.q_pos0 = -1; },
+      [](TsaSelectParams& p) { p.q_pos0 = p.len - p.window + 1; },  // window before the chunk
   };
   for (const Edit& edit : bad) {
     TsaSelectParams p = good;
@@ -454,7 +464,154 @@ TEST(TsaSelect, BadArgumentsAreRejected) {
   p.n_q = p.n_kv = 8;
   p.n_sel_device = info.get();
   EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+  // Sparse lists need a chunk that ends the cache (n_kv = q_pos0 + n_q) and
+  // at most n_kv entries; the sm_90 kernel has no chunked sparse mode.
+  p.n_sel_device = nullptr;
+  p.sel = sel.get();
+  p.q_pos0 = 4;
+  p.n_q = 4;
+  p.n_kv = 9;
+  p.n_sel = 4;
+  EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+  p.n_kv = 8;
+  p.n_sel = 9;
+  EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaErrorInvalidValue);
+  if (tsa::kernels::attention_prefill_sm90_available()) {
+    p.n_sel = 8;
+    EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, tsa::kernels::PrefillKernel::kSm90),
+              cudaErrorInvalidValue);
+  }
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // nothing was launched
+}
+
+// ---- chunked prefill ----------------------------------------------------------------
+
+// A chunk from row p0 (holding the window) reads the same window queries as
+// the one-shot call over its L keys, so the device result is the same bit
+// for bit; and it matches cpu::tsa_select_chunk like the one-shot call.
+TEST(TsaSelect, ChunkSelectionIsTheOneShotSelection) {
+  TSA_REQUIRE_GPU();
+  // {L, H, Hkv, D, W, min_tokens, ks, tau}
+  const Case cases[] = {{1000, 8, 2, 128, 128, 100, 7, 0.05},
+                        {3001, 8, 1, 128, 300, 500, 5, 0.1},
+                        {777, 4, 4, 64, 50, 32, 3, 0.2}};
+  uint64_t seed = 60;
+  for (const Case& c : cases) {
+    Inputs in;
+    make_inputs(c, seed++, in);
+    const GpuSelection one = run_select(c, in);
+    for (int p0 : {1, c.L / 2, c.L - c.W - 1}) {
+      SCOPED_TRACE(describe(c) + " p0=" + std::to_string(p0));
+      const GpuSelection g = run_select(c, in, nullptr, p0);
+      EXPECT_EQ(g.info, one.info);
+      EXPECT_EQ(g.sel, one.sel);
+      EXPECT_EQ(std::memcmp(g.scores.data(), one.scores.data(), g.scores.size() * sizeof(float)),
+                0);
+      expect_matches_cpu(c, in, g, p0);
+    }
+  }
+}
+
+// The runner's chain on a chunk: selection over the cache, then the sparse
+// launch reading the chunk's query rows through the lists (entries >= p0)
+// and keys from the cache, into a poisoned [L - p0] row output; against
+// cpu::tsa_attention_chunk on the GPU's lists (unselected chunk rows zero),
+// or the dense chunk launch bit for bit when nothing is dropped.
+TEST(TsaSelect, ChunkSelectionThenSparseAttention) {
+  TSA_REQUIRE_GPU();
+  struct ChunkCase {
+    Case c;
+    int p0;
+  };
+  const ChunkCase cases[] = {
+      {{1500, 4, 2, 128, 128, 200, 7, 0.1}, 1200},  // most listed rows are cache keys
+      {{1000, 8, 2, 64, 96, 100, 5, 0.3}, 333},     // a0 inside a tile
+      {{2000, 4, 4, 128, 128, 300, 7, 0.2}, 1871},  // n = W + 1
+      {{700, 4, 1, 128, 64, 32, 7, 1e-12}, 300},    // dense fallback
+      {{1024, 2, 1, 64, 128, 128, 7, 0.05}, 512},   // tile-aligned chunk start
+  };
+  uint64_t seed = 70;
+  for (const auto& [c, p0] : cases) {
+    SCOPED_TRACE(describe(c) + " p0=" + std::to_string(p0));
+    const int n = c.L - p0;
+    Inputs in;
+    make_inputs(c, seed++, in);
+    DeviceBuffer<int32_t> sel(size_t(c.H) * c.L), info(kTsaInfoInts);
+    DeviceBuffer<unsigned char> ws(tsa::kernels::tsa_select_workspace_bytes(c.L, c.H, c.W));
+    const int64_t ow = int64_t{c.H} * c.D;
+    DeviceBuffer<bf16> o(size_t(n) * ow), o_dense(size_t(n) * ow);
+    sel.poison();
+    info.poison();
+    ws.poison();
+    o.poison();
+    o_dense.poison();
+    const TsaSelectParams sp = params_for(c, in, sel.get(), info.get(), p0);
+    ASSERT_EQ(tsa::kernels::tsa_select(sp, ws.get(), ws.size(), nullptr), cudaSuccess);
+    tsa::kernels::AttentionParams p;
+    p.q = sp.q;
+    p.k = sp.k;
+    p.v = sp.k + int64_t{c.Hkv} * c.D;
+    p.o = o.get();
+    p.q_stride = p.kv_stride = in.stride;
+    p.o_stride = ow;
+    p.num_heads = c.H;
+    p.num_kv_heads = c.Hkv;
+    p.head_dim = c.D;
+    p.n_q = n;
+    p.n_kv = c.L;
+    p.q_pos0 = p0;
+    p.sel = sel.get();
+    p.n_sel = c.L;
+    p.n_sel_device = info.get() + kTsaNSel;
+    p.sliding_window = 50;  // applies only to the dense fallback
+    ASSERT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
+    tsa::kernels::AttentionParams d = p;
+    d.o = o_dense.get();
+    d.sel = nullptr;
+    d.n_sel = 0;
+    d.n_sel_device = nullptr;
+    ASSERT_EQ(tsa::kernels::attention_prefill(d, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<float> out = tsa::test::from_bf16(o.download());
+    const std::vector<float> dense = tsa::test::from_bf16(o_dense.download());
+    const std::vector<int32_t> info_h = info.download(), sel_h = sel.download();
+    EXPECT_EQ(std::count_if(out.begin(), out.end(), [](float x) { return !std::isfinite(x); }), 0)
+        << "rows left unwritten";
+    if (info_h[kTsaKeep] < 0) {
+      // Nothing dropped: identity lists over the cache, windowed, on the
+      // same (sm_80) kernel as the dense windowed chunk launch.
+      EXPECT_LT(tsa::test::rel_error(out.data(), dense.data(), out.size()), 1e-3);
+      EXPECT_EQ(std::memcmp(out.data(), dense.data(), out.size() * sizeof(float)), 0)
+          << "not bit-identical to the dense chunk launch";
+      continue;
+    }
+    const int n_sel = info_h[kTsaNSel];
+    tsa::cpu::TsaSelection s;
+    s.dense = false;
+    s.keep = info_h[kTsaKeep];
+    s.window = c.W;
+    for (int h = 0; h < c.H; ++h)
+      s.indices.emplace_back(sel_h.begin() + size_t(h) * c.L,
+                             sel_h.begin() + size_t(h) * c.L + n_sel);
+    std::vector<float> ref(out.size());
+    tsa::cpu::tsa_attention_chunk(in.q.data() + int64_t{p0} * ow, in.k.data(), in.v.data(), p0, n,
+                                  c.H, c.Hkv, c.D, s, ref.data());
+    EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), 1e-2);
+    int64_t nonzero = 0, zero_selected = 0;
+    for (int h = 0; h < c.H; ++h) {
+      std::vector<bool> picked(c.L, false);
+      for (int32_t j : s.indices[h]) picked[j] = true;
+      for (int i = p0; i < c.L; ++i) {
+        const float* row = out.data() + (i - p0) * ow + h * c.D;
+        bool all_zero = true;
+        for (int dd = 0; dd < c.D; ++dd) all_zero = all_zero && row[dd] == 0.f;
+        nonzero += !picked[i] && !all_zero;
+        zero_selected += picked[i] && all_zero;
+      }
+    }
+    EXPECT_EQ(nonzero, 0) << "unselected chunk rows not zero";
+    EXPECT_EQ(zero_selected, 0) << "selected chunk rows not written";
+  }
 }
 
 }  // namespace
