@@ -5,8 +5,9 @@
 // On the golden models, dense and with Token Sparse Attention, TP=2 gives the
 // same greedy tokens and the same keep counts as TP=1; on random-weight
 // models (an uneven vocabulary split, tied embeddings, and the Llama-3.1-8B
-// shape with its tuned TSA config at 8K tokens) the keep counts match and the
-// logits agree to bf16 precision. Both ranks always hold the same logits and
+// shape with its tuned TSA config at 8K tokens) the first greedy token is the
+// same, the logits agree to bf16 precision and the keep counts to within
+// 0.5% of the prompt. Both ranks always hold the same logits and
 // sample the same tokens, seeded or not.
 #include <gtest/gtest.h>
 
@@ -183,9 +184,10 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint32_t seed) {
   return v;
 }
 
-// Random weights are flat: near-tied logits may swap the argmax under the
-// last-bit differences of split GEMMs, so tokens are compared teacher-forced
-// through agreement, and the logits by relative error.
+// Random weights give flat logits: near-ties may swap an argmax under the
+// last-bit differences of split GEMMs, and a swapped token changes all that
+// follows. So the first greedy token must match, the continuation's
+// agreement is reported, and the logits are compared by relative error.
 void check_random(const EngineOptions& o, int64_t vocab, int64_t n_prompt, int steps) {
   const auto prompt = random_ids(n_prompt, vocab, 11);
   const auto [one, two] = one_vs_two(o, prompt, steps);
@@ -194,11 +196,24 @@ void check_random(const EngineOptions& o, int64_t vocab, int64_t n_prompt, int s
   std::printf("[ tp ] %s: logits rel. error %.2e, first greedy token %s, %d/%d tokens agree, keep",
               o.model_dir.c_str(), err, one.ids[0] == two.ids[0] ? "equal" : "differs", agree,
               steps);
-  for (int64_t k : two.keep) std::printf(" %lld", static_cast<long long>(k));
+  for (size_t l = 0; l < one.keep.size(); ++l) {
+    if (one.keep[l] >= 0 || two.keep[l] >= 0)
+      std::printf(" %lld/%lld", static_cast<long long>(one.keep[l]),
+                  static_cast<long long>(two.keep[l]));
+  }
+  std::printf(" (TP=1/TP=2)");
   std::printf("\n");
   EXPECT_LT(err, 2e-2);
-  EXPECT_EQ(two.keep, one.keep);
   EXPECT_EQ(two.ids[0], one.ids[0]);
+  // The selection itself splits exactly (test_tsa_select_split.cpp); here
+  // its inputs differ in the last bf16 bits (GEMMs of other shapes), which
+  // may move the budget's boundary by a few of the prefix's tokens.
+  ASSERT_EQ(two.keep.size(), one.keep.size());
+  for (size_t l = 0; l < one.keep.size(); ++l) {
+    EXPECT_EQ(two.keep[l] < 0, one.keep[l] < 0) << "layer " << l;
+    EXPECT_LE(std::abs(two.keep[l] - one.keep[l]), std::max<int64_t>(2, n_prompt / 200))
+        << "layer " << l << ": TP=2 keeps " << two.keep[l] << ", TP=1 " << one.keep[l];
+  }
 }
 
 std::string write_config(const test::TempDir& tmp, const std::string& name, bool tied) {
