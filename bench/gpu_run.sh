@@ -37,9 +37,15 @@ BUILD=$ROOT/build-gpu
 if has build; then
   log "configure + build"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  # NCCL: with the CUDA toolkit, else the one PyTorch's wheels bring.
+  NCCL_ROOT=
+  [ -f /usr/local/cuda/include/nccl.h ] || NCCL_ROOT=$(python3 -c \
+    "import nvidia.nccl as n; print(list(n.__path__)[0])" 2>/dev/null)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" > "$OUT/configure.log" 2>&1 ||
+    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" ${NCCL_ROOT:+-DNCCL_ROOT=$NCCL_ROOT} \
+    > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
+  grep "tsa: NCCL" "$OUT/configure.log"
   cmake --build "$BUILD" -j16 ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 ||
     { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
   log "build ok"
