@@ -4,12 +4,13 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model]
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp]
 #   (default: build test)
 # TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
 # it matches (and skips the CPU tests), to fit short device calls. The attn
 # stage runs the attention tests (both prefill kernels) and the attention
-# benchmark against torch SDPA (cuDNN).
+# benchmark against torch SDPA (cuDNN). The tp stage (2+ GPUs) runs the
+# tensor-parallel tests and tsa-bench at TP=1 and TP=2 (TP_PREFILL lengths).
 #
 # Carry: .debs (the .deb files of tools/install_deps.sh's libraries, fetched
 # here with apt-get download), and models/SmolLM2-135M-Instruct if present.
@@ -36,9 +37,15 @@ BUILD=$ROOT/build-gpu
 if has build; then
   log "configure + build"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  # NCCL: with the CUDA toolkit, else the one PyTorch's wheels bring.
+  NCCL_ROOT=
+  [ -f /usr/local/cuda/include/nccl.h ] || NCCL_ROOT=$(python3 -c \
+    "import nvidia.nccl as n; print(list(n.__path__)[0])" 2>/dev/null)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" > "$OUT/configure.log" 2>&1 ||
+    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" ${NCCL_ROOT:+-DNCCL_ROOT=$NCCL_ROOT} \
+    > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
+  grep "tsa: NCCL" "$OUT/configure.log"
   cmake --build "$BUILD" -j16 ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 ||
     { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
   log "build ok"
@@ -126,4 +133,29 @@ print(f'device-to-device copy: {2 * 20 * 2**30 / (s.elapsed_time(e) * 1e-3) / 1e
     --prefill 8192,32768,65536,131072 --decode-ctx 1024,32768,131072 \
     --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1
   cat "$OUT/tsa_bench_8b.txt"
+fi
+
+if has tp; then
+  # Two files back: tp_tests.log (every test's output) and tp_bench.txt.
+  log "tensor parallelism: TP=2 vs TP=1 tests, then tsa-bench TP=1 vs TP=2 (Llama-3.1-8B shape, random weights)"
+  nvidia-smi -L
+  : > "$OUT/tp_tests.log"
+  for t in "test_tensor_parallel" "test_tsa_select_split" "test_tp_plan" \
+           "test_cli --gtest_filter=*TensorParallel*"; do
+    timeout 400 "$BUILD/tests/"$t >> "$OUT/tp_tests.log" 2>&1
+    echo "$t: exit $?"
+  done
+  grep -E "^\[ (tp|split) \]|FAILED|PASSED|SKIPPED|Failure" "$OUT/tp_tests.log" | head -60
+  : > "$OUT/tp_bench.txt"
+  for cfg in dense tsa; do
+    if [ "$cfg" = dense ]; then args=(); else args=(--config configs/llama-3.1-8b-instruct.json); fi
+    for tp in 1 2; do
+      echo "## tsa-bench $cfg --tp $tp" >> "$OUT/tp_bench.txt"
+      timeout 240 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --tp $tp "${args[@]}" \
+        --prefill "${TP_PREFILL:-32768,131072}" --decode-ctx "${TP_DECODE:-1024,32768}" \
+        >> "$OUT/tp_bench.txt" 2>&1
+      echo "tsa-bench $cfg --tp $tp: exit $?" | tee -a "$OUT/tp_bench.txt"
+    done
+  done
+  cat "$OUT/tp_bench.txt"
 fi

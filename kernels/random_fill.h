@@ -13,4 +13,12 @@ namespace tsa::kernels {
 cudaError_t random_fill(__nv_bfloat16* dst, int64_t n, uint64_t seed, float mean, float scale,
                         cudaStream_t stream);
 
+// A slice of what random_fill would write into a tensor with `pitch`
+// elements per row: dst[r * width + c] = element offset + r * pitch + c, for
+// r < rows, c < width. Tensor-parallel ranks make their shards of one random
+// tensor this way, so the shards together equal the unsplit tensor.
+cudaError_t random_fill_slice(__nv_bfloat16* dst, int64_t rows, int64_t width, int64_t pitch,
+                              int64_t offset, uint64_t seed, float mean, float scale,
+                              cudaStream_t stream);
+
 }  // namespace tsa::kernels

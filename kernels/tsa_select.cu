@@ -373,11 +373,13 @@ struct SmoothArgs {
   double* g;            // [P]
   double* g_parts;      // [gridDim.x]
   int32_t P, H, W, n_qtiles, kernel_size;
+  int32_t total_heads;  // the mean's divisor (all ranks' heads)
 };
 
 // One thread per prefix key j: s[h, j] = (sum over [j - ks/2, j + ks/2]
 // inside [0, P) of the window sums of probabilities) / (W * ks) (the window
-// mean, then avg_pool1d with zero padding counted); g[j] = mean over heads.
+// mean, then avg_pool1d with zero padding counted); g[j] = mean over heads
+// (this rank's heads' share of it under tensor parallelism).
 __global__ void __launch_bounds__(kSmoothThreads) smooth_kernel(const SmoothArgs a) {
   const int64_t j = blockIdx.x * int64_t{kSmoothThreads} + threadIdx.x;
   double g = 0.0;
@@ -395,7 +397,7 @@ __global__ void __launch_bounds__(kSmoothThreads) smooth_kernel(const SmoothArgs
       a.scores[int64_t{h} * a.P + j] = s;
       g += s;
     }
-    g /= a.H;
+    g /= a.total_heads;
     a.g[j] = g;
   }
   using Reduce = cub::BlockReduce<double, kSmoothThreads>;
@@ -611,6 +613,7 @@ cudaError_t check(const TsaSelectParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) return cudaErrorInvalidValue;
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0)
     return cudaErrorInvalidValue;
+  if (p.total_heads != 0 && p.total_heads < p.num_heads) return cudaErrorInvalidValue;
   if (p.len < 2 || p.len > kMaxPositions || p.window < 1 || p.window >= p.len)
     return cudaErrorInvalidValue;
   if (p.q_pos0 < 0 || p.q_pos0 > p.len - p.window) return cudaErrorInvalidValue;
@@ -660,6 +663,17 @@ cudaError_t launch_scores(ScoreArgs a, int64_t len, float2* stats, float2* rows,
   return cudaGetLastError();
 }
 
+// The workspace layout of a call, after checking the call.
+cudaError_t call_layout(const TsaSelectParams& p, const void* workspace, size_t workspace_bytes,
+                        Layout& l) {
+  if (cudaError_t err = check(p); err != cudaSuccess) return err;
+  if (!make_layout(p.len, p.num_heads, p.window, p.len - p.window, l)) return cudaErrorInvalidValue;
+  if (!workspace || (reinterpret_cast<uintptr_t>(workspace) & 255u) != 0 ||
+      workspace_bytes < l.total)
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
 }  // namespace
 
 size_t tsa_select_workspace_bytes(int32_t len, int32_t num_heads, int32_t window) {
@@ -668,20 +682,26 @@ size_t tsa_select_workspace_bytes(int32_t len, int32_t num_heads, int32_t window
   return make_layout(len, num_heads, window, len, l) ? l.total : 0;
 }
 
-cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
-                       cudaStream_t stream) {
-  if (cudaError_t err = check(p); err != cudaSuccess) return err;
-  const int64_t L = p.len, H = p.num_heads, W = p.window, P = L - W;
+TsaHeadSums tsa_select_head_sums(const TsaSelectParams& p, void* workspace) {
   Layout l;
-  if (!make_layout(L, H, W, P, l)) return cudaErrorInvalidValue;
-  if (!workspace || (reinterpret_cast<uintptr_t>(workspace) & 255u) != 0 ||
-      workspace_bytes < l.total)
-    return cudaErrorInvalidValue;
+  if (check(p) != cudaSuccess || !workspace ||
+      !make_layout(p.len, p.num_heads, p.window, p.len - p.window, l))
+    return {};
+  char* ws = static_cast<char*>(workspace);
+  return {reinterpret_cast<double*>(ws + l.g), p.len - p.window,
+          reinterpret_cast<double*>(ws + l.g_parts), l.n_parts};
+}
+
+cudaError_t tsa_select_scores(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream) {
+  Layout l;
+  if (cudaError_t err = call_layout(p, workspace, workspace_bytes, l); err != cudaSuccess)
+    return err;
+  const int64_t L = p.len, W = p.window, P = L - W;
   char* ws = static_cast<char*>(workspace);
   float* scores = reinterpret_cast<float*>(ws + l.scores);
   float* colsum = reinterpret_cast<float*>(ws + l.colsum);
   double* g = reinterpret_cast<double*>(ws + l.g);
-  double* g_sorted = reinterpret_cast<double*>(ws + l.g_sorted);
   double* g_parts = reinterpret_cast<double*>(ws + l.g_parts);
 
   ScoreArgs a{};
@@ -703,24 +723,46 @@ cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspa
                                      : launch_scores<128>(a, L, stats, rows, colsum, stream);
   if (err != cudaSuccess) return err;
 
-  SmoothArgs sm{colsum, scores, g, g_parts, a.P, a.H, a.W, a.n_qtiles, p.kernel_size};
+  SmoothArgs sm{
+      colsum, scores, g,          g_parts,       a.P,
+      a.H,    a.W,    a.n_qtiles, p.kernel_size, p.total_heads > 0 ? p.total_heads : p.num_heads};
   smooth_kernel<<<static_cast<unsigned>(l.n_parts), kSmoothThreads, 0, stream>>>(sm);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  return cudaGetLastError();
+}
 
+cudaError_t tsa_select_finish(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream) {
+  Layout l;
+  if (cudaError_t err = call_layout(p, workspace, workspace_bytes, l); err != cudaSuccess)
+    return err;
+  const int32_t P = p.len - p.window;
+  char* ws = static_cast<char*>(workspace);
+  const float* scores = reinterpret_cast<const float*>(ws + l.scores);
+  double* g = reinterpret_cast<double*>(ws + l.g);
+  double* g_sorted = reinterpret_cast<double*>(ws + l.g_sorted);
+  const double* g_parts = reinterpret_cast<const double*>(ws + l.g_parts);
+  cudaError_t err = cudaSuccess;
   if (p.force_keep_fraction == 0) {
     size_t bytes = l.sort_bytes;
     err = cub::DeviceRadixSort::SortKeys(ws + l.sort_temp, bytes, g, g_sorted, static_cast<int>(P),
                                          0, 64, stream);
     if (err != cudaSuccess) return err;
   }
-  CountArgs ca{g_sorted,     g_parts,    static_cast<int32_t>(l.n_parts), a.P,   p.window, p.len,
+  CountArgs ca{g_sorted,     g_parts,    static_cast<int32_t>(l.n_parts), P,     p.window, p.len,
                p.min_tokens, p.coverage, p.force_keep_fraction,           p.info};
   count_kernel<<<1, kCountThreads, 0, stream>>>(ca);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
 
-  TopkArgs ta{scores, p.info, p.sel, a.P, p.window, p.len};
-  topk_kernel<<<static_cast<unsigned>(H), kTopkThreads, 0, stream>>>(ta);
+  TopkArgs ta{scores, p.info, p.sel, P, p.window, p.len};
+  topk_kernel<<<static_cast<unsigned>(p.num_heads), kTopkThreads, 0, stream>>>(ta);
   return cudaGetLastError();
+}
+
+cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream) {
+  cudaError_t err = tsa_select_scores(p, workspace, workspace_bytes, stream);
+  if (err != cudaSuccess) return err;
+  return tsa_select_finish(p, workspace, workspace_bytes, stream);
 }
 
 }  // namespace tsa::kernels

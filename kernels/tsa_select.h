@@ -50,6 +50,7 @@ struct TsaSelectParams {
   double coverage = 0;             // tau in [0, 1)
   double force_keep_fraction = 0;  // > 0 (benchmarks): keep round(F * (len - W)), no budget
   float scale = 0.f;               // 0 = 1/sqrt(head_dim)
+  int32_t total_heads = 0;         // tensor parallelism: heads of all ranks (0 = num_heads)
   int32_t* sel = nullptr;          // [num_heads][len]
   int32_t* info = nullptr;         // [kTsaInfoInts]
 };
@@ -68,5 +69,24 @@ size_t tsa_select_workspace_bytes(int32_t len, int32_t num_heads, int32_t window
 // tsa_select_workspace_bytes(len, num_heads, window).
 cudaError_t tsa_select(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
                        cudaStream_t stream);
+
+// Tensor parallelism (each rank holds num_heads of total_heads heads): the
+// global score g (the head mean) needs every rank's heads, the per-head
+// top-k only its own. tsa_select is tsa_select_scores then
+// tsa_select_finish; between them each rank's workspace holds its share of
+// g and of g's block sums (its heads' sums / total_heads), which the caller
+// sums over the ranks in place (an all-reduce). The budget, n_drop and keep
+// then equal one GPU's.
+struct TsaHeadSums {
+  double* g = nullptr;       // [n_g] per prefix position
+  int64_t n_g = 0;           // len - window
+  double* blocks = nullptr;  // [n_blocks] sums of g over blocks of positions
+  int64_t n_blocks = 0;
+};
+TsaHeadSums tsa_select_head_sums(const TsaSelectParams& p, void* workspace);
+cudaError_t tsa_select_scores(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream);
+cudaError_t tsa_select_finish(const TsaSelectParams& p, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream);
 
 }  // namespace tsa::kernels

@@ -10,17 +10,21 @@
 // Sparse Attention; --force-keep F makes each of them keep the fraction F of
 // the prefix instead of the coverage budget (the paper's operating points,
 // e.g. 0.456 and 0.326 at 128K; EngineOptions::force_keep_fraction).
+// --tp N runs one process per GPU (tools/tp_launch.h); rank 0 reports, and
+// decode bytes and GB/s are per GPU (weights and KV cache split N ways).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tp_launch.h"
 #include "tsa/tsa.h"
 
 namespace {
@@ -44,6 +48,7 @@ int main(int argc, char** argv) {
   int64_t decode_steps = 64;
   double force_keep = 0;
   bool random = false;
+  int tp = 1;
   app.add_option("-m,--model", model_dir, "Model folder (config.json; weights unless --random)")
       ->required();
   app.add_flag("--random", random, "Random weights made on the GPU (no safetensors needed)");
@@ -58,15 +63,22 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--json", json_path, "Write results as JSON ('-' = stdout)");
+  app.add_option("--tp", tp, "Tensor parallelism over N GPUs of this host, one process each")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
+  std::optional<tsa_tools::TpLaunch> launch;  // outlives the error message below
   try {
+    if (tp > 1 && device != "cuda") throw tsa::Error("--tp needs --device cuda");
+    launch.emplace(tp, argc, argv);
+    const int world = launch->tp().world;
     tsa::EngineOptions eo;
     eo.model_dir = model_dir;
     eo.device = device == "cuda" ? tsa::Device::Cuda : tsa::Device::Cpu;
     eo.sparsity_config = config;
     eo.random_weights = random;
     eo.force_keep_fraction = force_keep;
+    eo.tp = launch->tp();
     if (force_keep > 0 && config.empty())
       throw tsa::Error("--force-keep needs --config (which layers are sparse)");
     auto engine = tsa::Engine::load(eo);
@@ -82,11 +94,13 @@ int main(int argc, char** argv) {
                         {"random_weights", random},
                         {"config", config.empty() ? "dense" : config},
                         {"force_keep", force_keep},
+                        {"tp", world},
                         {"load_ms", engine->load_ms()}};
     std::printf(
-        "# tsa-bench: %s (%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
+        "# tsa-bench: %s (%s%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
         model_dir.c_str(), config.empty() ? "dense" : config.c_str(),
         force_keep > 0 ? fmt::format(", keep {}", force_keep).c_str() : "",
+        world > 1 ? fmt::format(", TP {}", world).c_str() : "",
         static_cast<long long>(cfg.num_layers), static_cast<long long>(cfg.num_heads),
         static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
         engine->load_ms());
@@ -115,8 +129,10 @@ int main(int argc, char** argv) {
         const double after_tps = kAfter / ms_since(t1) * 1e3;
         const double attn_ms =
             std::accumulate(prof.attention_ms.begin(), prof.attention_ms.end(), 0.0);
-        // Causal attention FLOPs of one layer: QK^T and PV over the lower triangle.
-        const double flops = 4.0 * double(len) * double(len) / 2 * cfg.head_dim * cfg.num_heads;
+        // Causal attention FLOPs of one layer on one GPU (its heads): QK^T
+        // and PV over the lower triangle.
+        const double flops =
+            4.0 * double(len) * double(len) / 2 * cfg.head_dim * (cfg.num_heads / world);
         const double per_layer_ms = attn_ms / cfg.num_layers;
         const double tflops = flops / (per_layer_ms * 1e-3) / 1e12;
         // Sparse layers of this prefill and the share of the prefix they kept.
@@ -156,12 +172,16 @@ int main(int argc, char** argv) {
       tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1, .prefill_chunk = 64});
       const double qkv = double(cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim;
       // Every weight a step reads: the layers and lm_head (the embedding
-      // table gives one row, tied or not).
+      // table gives one row, tied or not); one GPU's share of them.
       const double weight_bytes =
-          2.0 * (double(cfg.vocab_size) * cfg.hidden_size +
-                 cfg.num_layers * (cfg.hidden_size * qkv +
-                                   double(cfg.hidden_size) * cfg.num_heads * cfg.head_dim +
-                                   3.0 * cfg.hidden_size * cfg.intermediate_size));
+          2.0 *
+          (double(cfg.vocab_size) * cfg.hidden_size +
+           cfg.num_layers *
+               (cfg.hidden_size * qkv + double(cfg.hidden_size) * cfg.num_heads * cfg.head_dim +
+                3.0 * cfg.hidden_size * cfg.intermediate_size)) /
+          world;
+      // KV heads one GPU caches (each is replicated when fewer than GPUs).
+      const int64_t kv_heads = std::max<int64_t>(1, cfg.num_kv_heads / world);
       std::printf(
           "| context | decode tok/s | ms/token | bytes read/token | GB/s |\n"
           "| ---: | ---: | ---: | ---: | ---: |\n");
@@ -183,7 +203,7 @@ int main(int argc, char** argv) {
         // What one step must read at least: every weight once and the K/V
         // of every cached position (bf16).
         const double kv_bytes =
-            2.0 * cfg.num_layers * (ctx + decode_steps / 2) * cfg.num_kv_heads * cfg.head_dim * 2;
+            2.0 * cfg.num_layers * (ctx + decode_steps / 2) * kv_heads * cfg.head_dim * 2;
         const double gbps = (weight_bytes + kv_bytes) / (ms * 1e-3) / 1e9;
         std::printf("| %lld | %.1f | %.3f | %.0f MB | %.0f |\n", static_cast<long long>(ctx),
                     1e3 / ms, ms, (weight_bytes + kv_bytes) / 1e6, gbps);
@@ -198,12 +218,13 @@ int main(int argc, char** argv) {
     }
     if (json_path == "-") {
       std::printf("%s\n", j.dump(2).c_str());
-    } else if (!json_path.empty()) {
+    } else if (!json_path.empty() && launch->leader()) {
       std::ofstream(json_path) << j.dump(2) << "\n";
     }
-    return 0;
+    return launch->finish(0);
   } catch (const tsa::Error& e) {
-    std::fprintf(stderr, "tsa-bench: error: %s\n", e.what());
+    const std::string rank = launch ? launch->error_prefix() : "";
+    std::fprintf(stderr, "tsa-bench: error: %s%s\n", rank.c_str(), e.what());
     return 1;
   }
 }

@@ -2,18 +2,23 @@
 // answer. Text goes to stdout; timings and progress go to stderr.
 //
 //   tsa-infer -m models/SmolLM2-135M-Instruct -p "Why is the sky blue?" --chat -n 64
+//   tsa-infer -m /path/to/Llama-3.1-8B-Instruct --device cuda --tp 2 -f prompt.txt
+//
+// --tp N runs one process per GPU (tools/tp_launch.h); rank 0 prints.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tp_launch.h"
 #include "tsa/tsa.h"
 
 namespace {
@@ -81,7 +86,7 @@ int main(int argc, char** argv) {
   std::string model_dir, prompt_file, prompt, config_file, device = "cpu", system_prompt;
   std::string dump_dir, dump_filter;
   int64_t n_predict = 256, ctx_size = 0;
-  int threads = 0;
+  int threads = 0, tp = 1;
   bool chat = false, raw = false, as_json = false, ignore_eos = false;
   std::vector<std::string> stops;
   tsa::SamplingOptions sampling;
@@ -111,6 +116,10 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("-t,--threads", threads, "CPU threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--tp", tp,
+                 "Tensor parallelism over N GPUs of this host, one process each (under mpirun: "
+                 "the MPI ranks)")
+      ->check(CLI::PositiveNumber);
   auto* chat_flag = app.add_flag("--chat", chat, "Wrap the prompt in the model's chat template");
   app.add_flag("--raw", raw, "Use the prompt as is (default)")->excludes(chat_flag);
   app.add_option("--system", system_prompt, "System message (with --chat)");
@@ -121,6 +130,7 @@ int main(int argc, char** argv) {
                  "Debug: only intermediates whose name contains this");
   CLI11_PARSE(app, argc, argv);
 
+  std::optional<tsa_tools::TpLaunch> launch;  // outlives the error message below
   try {
     if (!prompt_file.empty() && !prompt.empty())
       throw tsa::Error("give the prompt with -p or -f, not both");
@@ -128,12 +138,17 @@ int main(int argc, char** argv) {
     if (prompt.empty()) throw tsa::Error("no prompt: use -p TEXT or -f FILE");
     if (model_dir.empty()) model_dir = default_model_dir(argv[0]);
     if (*seed_opt) sampling.seed = seed;
+    if (tp > 1 && device != "cuda") throw tsa::Error("--tp needs --device cuda");
+    // The other ranks start here, before anything touches CUDA.
+    launch.emplace(tp, argc, argv);
+    const bool leader = launch->leader();
 
     tsa::EngineOptions eo;
     eo.model_dir = model_dir;
     eo.device = device == "cuda" ? tsa::Device::Cuda : tsa::Device::Cpu;
     eo.sparsity_config = config_file;
     eo.threads = threads;
+    eo.tp = launch->tp();
     auto engine = tsa::Engine::load(eo);
 
     const tsa::Tokenizer& tok = engine->tokenizer();
@@ -159,7 +174,10 @@ int main(int argc, char** argv) {
     go.stop = stops;
     go.ignore_eos = ignore_eos;
     go.sampling = sampling;
-    go.cancel = &g_cancel;
+    // Ranks stop together: with several, Ctrl-C ends every process at once
+    // (the default action) instead of each cancelling at its own step.
+    const bool own_sigint = eo.tp.world == 1;
+    if (own_sigint) go.cancel = &g_cancel;
     if (!as_json) {
       go.on_token = [](int32_t, std::string_view text) {
         std::fwrite(text.data(), 1, text.size(), stdout);
@@ -168,14 +186,14 @@ int main(int argc, char** argv) {
       };
     }
     // Long prompts report progress on stderr.
-    if (ids.size() > 2048) {
+    if (ids.size() > 2048 && leader) {
       go.on_prefill_progress = [](int64_t done, int64_t total) {
         std::fprintf(stderr, "\r[tsa] prefill %lld/%lld tokens", static_cast<long long>(done),
                      static_cast<long long>(total));
         if (done == total) std::fprintf(stderr, "\n");
       };
     }
-    std::signal(SIGINT, on_sigint);
+    if (own_sigint) std::signal(SIGINT, on_sigint);
     const tsa::GenerateResult r = session.generate(ids, go);
     std::signal(SIGINT, SIG_DFL);
 
@@ -198,14 +216,16 @@ int main(int argc, char** argv) {
                       {"decode_tokens_per_s", t.decode_tokens_per_s()}};
       std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     }
-    print_timings(r.timings, r.stop_reason);
-    return r.stop_reason == tsa::StopReason::Cancelled ? 130 : 0;
+    if (leader) print_timings(r.timings, r.stop_reason);
+    return launch->finish(r.stop_reason == tsa::StopReason::Cancelled ? 130 : 0);
   } catch (const tsa::Error& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "tsa-infer: error: %s\n", e.what());
+    const std::string rank = launch ? launch->error_prefix() : "";
+    std::fprintf(stderr, "tsa-infer: error: %s%s\n", rank.c_str(), e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tsa-infer: internal error: %s\n", e.what());
+    const std::string rank = launch ? launch->error_prefix() : "";
+    std::fprintf(stderr, "tsa-infer: internal error: %s%s\n", rank.c_str(), e.what());
     return 2;
   }
 }

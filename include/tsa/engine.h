@@ -28,6 +28,26 @@ namespace tsa {
 
 enum class Device { Cpu, Cuda };
 
+// Tensor parallelism over `world` GPUs, one process (or thread) per rank:
+// attention heads, the KV cache and the MLP split across ranks, partial
+// outputs summed by NCCL (src/plan/tp_plan.h has the split). Every rank
+// loads an Engine with the same options but its own rank, then drives its
+// sessions through the same calls in the same order (the ranks meet in
+// collectives inside each forward); every rank gets the full logits and the
+// same sampled tokens.
+struct TensorParallel {
+  int world = 1;        // ranks; 1 = one GPU, no NCCL
+  int rank = 0;         // in [0, world)
+  int device = -1;      // CUDA device of this rank; -1 = rank (made current in Engine::load)
+  std::string nccl_id;  // the group's id: new_nccl_id() on one rank, passed to the others
+};
+
+// A fresh NCCL unique id (an opaque 128-byte blob) for a TensorParallel
+// group. Throws tsa::Error when this build has no CUDA backend.
+std::string new_nccl_id();
+// CUDA devices this process can see; 0 without a CUDA backend or driver.
+int cuda_device_count();
+
 struct EngineOptions {
   std::string model_dir;
   Device device = Device::Cpu;
@@ -41,6 +61,8 @@ struct EngineOptions {
   // Benchmarks only: in [0, 1]; > 0 sets LayerSparsity::force_keep_fraction
   // on every sparse layer (a fixed share of the prefix kept, no budget).
   double force_keep_fraction = 0;
+  // Device::Cuda only; see TensorParallel.
+  TensorParallel tp;
 };
 
 struct SessionOptions {

@@ -7,6 +7,15 @@
 
 namespace tsa {
 
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 void require_cuda_device() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);

@@ -17,6 +17,14 @@
 //
 // executed as A(0, *), B(0), [C(l-1, c), A(l, c) for each c], B(l), ..., C(L-1, *), final norm,
 // lm_head on the requested rows only.
+//
+// Tensor parallelism (src/plan/tp_plan.h): each rank runs the above with its
+// heads and MLP features (cfg_ is the rank's local_config); the o_proj and
+// down_proj outputs are partial sums, all-reduced in fp32 and rounded to
+// bf16 once as on one GPU; Token Sparse Attention sums its per-position head
+// scores over the ranks before the budget; lm_head gives the rank's
+// vocabulary slice, all-gathered so every rank holds the full logits; the
+// sampled token is rank 0's.
 #include <algorithm>
 
 #include "cpu/rope.h"
@@ -25,6 +33,7 @@
 #include "cuda/cuda_runner.h"
 #include "cuda/cuda_weights.h"
 #include "cuda/device_buffer.h"
+#include "cuda/dist.h"
 #include "cuda/gemm.h"
 #include "engine/engine_impl.h"
 #include "kernels/attention.h"
@@ -80,6 +89,11 @@ class CudaRunner final : public ModelRunner {
   // profile_.tsa_keep from the layers' device counts (after the stream sync).
   void read_tsa_keep();
   void stage_c(int64_t l, int64_t c0, int64_t cn);
+  // delta[cn, hidden] = x[cn, k] w^T (+ bias), summed over the ranks.
+  void project_out(const bf16* x, int64_t cn, int64_t k, const bf16* w, const bf16* bias,
+                   bf16* delta);
+  // logits[qn, vocab] fp32 of the normed rows x[qn, hidden].
+  void lm_head(const bf16* x, int64_t qn, float* logits);
   void update_rope(int64_t seq_len);
   // Layer l's cache: [ctx][K heads | V heads] bf16 rows of 2 * kv_row_
   // elements (as k and v sit in a qkv row, so one copy stores both).
@@ -92,9 +106,13 @@ class CudaRunner final : public ModelRunner {
     cuda_check(e, fmt::format("{} (n={}, layer step)", op, n));
   }
 
-  const ModelConfig& cfg_;
+  const ModelConfig cfg_;  // the rank's shapes under tensor parallelism
   const SparsityPlan& sparsity_;
   std::shared_ptr<const CudaWeights> w_;
+  const TpPlan* tp_;                   // null without tensor parallelism
+  const RankPlan* rank_;               // this rank's part of tp_
+  std::shared_ptr<DistContext> dist_;  // null without tensor parallelism
+  int64_t total_heads_;                // query heads of all ranks
   MemoryPlan plan_;
   size_t layer_kv_bytes_ = 0;
   DeviceBlock kv_, act_, rope_dev_;
@@ -114,7 +132,13 @@ class CudaRunner final : public ModelRunner {
 };
 
 CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
-    : cfg_(e.config), sparsity_(e.sparsity), w_(e.cuda_weights) {
+    : cfg_(e.rank() ? local_config(e.config, *e.rank()) : e.config),
+      sparsity_(e.sparsity),
+      w_(e.cuda_weights),
+      tp_(e.tp_plan ? &*e.tp_plan : nullptr),
+      rank_(e.rank()),
+      dist_(e.dist),
+      total_heads_(e.config.num_heads) {
   if (!w_) throw Error("CUDA runner: the engine was not loaded with --device cuda");
   if (!o.dump_dir.empty()) throw Error("--dump is supported with --device cpu only");
   if (cfg_.head_dim != 64 && cfg_.head_dim != 128) {
@@ -125,6 +149,10 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
   PlanOptions po;
   po.ctx = ctx;
   po.max_tokens = o.prefill_chunk > 0 ? std::min(o.prefill_chunk, ctx) : ctx;
+  if (rank_) {
+    po.tp_world = tp_->world;
+    po.lm_head_rows = rank_->vocab;
+  }
   qkv_width_ = (cfg_.num_heads + 2 * cfg_.num_kv_heads) * cfg_.head_dim;
 
   kernels::AttentionParams dp;
@@ -209,6 +237,9 @@ int32_t CudaRunner::sample_on_device(const SamplingOptions& o, std::span<const i
   cuda_check(
       kernels::sample(p, buf<char>(Buf::Workspace) + decode_ws_bytes_, sample_ws_bytes_, stream_),
       fmt::format("sample (vocab {})", cfg_.vocab_size));
+  // The ranks hold the same logits but may draw differently (an unseeded
+  // sampler): rank 0's token is everyone's, so the ranks stay in step.
+  if (dist_) dist_->broadcast(dev_out, 1, 0, stream_);
   int32_t id = -1;
   cuda_check(cudaMemcpyAsync(&id, dev_out, sizeof(id), cudaMemcpyDeviceToHost, stream_),
              "sampled id download");
@@ -303,11 +334,21 @@ void CudaRunner::sparse_attention(int64_t l, int64_t n, int64_t pos0, kernels::A
   s.kernel_size = static_cast<int32_t>(std::min<int64_t>(ls.kernel_size, INT32_MAX - 1));
   s.coverage = ls.coverage;
   s.force_keep_fraction = ls.force_keep_fraction;
+  s.total_heads = static_cast<int32_t>(total_heads_);
   s.sel = buf<int32_t>(Buf::TsaSel);
   s.info = buf<int32_t>(Buf::TsaInfo) + l * kernels::kTsaInfoInts;
-  check(kernels::tsa_select(s, buf<char>(Buf::TsaWork), plan_.bytes[static_cast<int>(Buf::TsaWork)],
-                            stream_),
-        "tsa_select", n);
+  char* ws = buf<char>(Buf::TsaWork);
+  const size_t ws_bytes = plan_.bytes[static_cast<int>(Buf::TsaWork)];
+  if (dist_) {
+    // The head mean over all ranks' heads (the same budget and keep on
+    // every rank and as on one GPU); each rank then picks its heads' rows.
+    check(kernels::tsa_select_scores(s, ws, ws_bytes, stream_), "tsa_select_scores", n);
+    const kernels::TsaHeadSums sums = kernels::tsa_select_head_sums(s, ws);
+    dist_->all_reduce_sum(sums.g, sums.n_g, sums.blocks, sums.n_blocks, stream_);
+    check(kernels::tsa_select_finish(s, ws, ws_bytes, stream_), "tsa_select_finish", n);
+  } else {
+    check(kernels::tsa_select(s, ws, ws_bytes, stream_), "tsa_select", n);
+  }
   // Every head attends over its own positions: lists of stride pos0 + n, the
   // count from the selection, on the device; listed positions before pos0
   // are keys only (from the cache). As in the CPU reference, the model's
@@ -339,13 +380,57 @@ void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
   const int64_t qd = cfg_.num_heads * cfg_.head_dim;
   bf16* norm = buf<bf16>(Buf::Norm);
   bf16* delta = buf<bf16>(Buf::Delta);
-  gemm_->run(buf<bf16>(Buf::Attn) + c0 * qd, cn, qd, L.wo, H, L.bo, delta, false, stream_);
+  project_out(buf<bf16>(Buf::Attn) + c0 * qd, cn, qd, L.wo, L.bo, delta);
   check(kernels::add_rmsnorm(buf<float>(Buf::Residual) + c0 * H, delta, L.ffn_norm,
                              static_cast<float>(cfg_.rms_norm_eps), cn, H, norm, stream_),
         "add_rmsnorm", cn);
   gemm_->run(norm, cn, H, L.w_gate_up, 2 * I, nullptr, buf<bf16>(Buf::GateUp), false, stream_);
   check(kernels::swiglu(buf<bf16>(Buf::GateUp), cn, I, buf<bf16>(Buf::Act), stream_), "swiglu", cn);
-  gemm_->run(buf<bf16>(Buf::Act), cn, I, L.w_down, H, nullptr, delta, false, stream_);
+  project_out(buf<bf16>(Buf::Act), cn, I, L.w_down, nullptr, delta);
+}
+
+void CudaRunner::project_out(const bf16* x, int64_t cn, int64_t k, const bf16* w, const bf16* bias,
+                             bf16* delta) {
+  const int64_t H = cfg_.hidden_size;
+  if (!dist_) {
+    gemm_->run(x, cn, k, w, H, bias, delta, false, stream_);
+    return;
+  }
+  // fp32 partials summed, then one rounding to bf16: what one GPU's GEMM
+  // (fp32 accumulation, bf16 output) gives, up to the summation order.
+  float* part = buf<float>(Buf::TpDelta);
+  gemm_->run(x, cn, k, w, H, bias, part, true, stream_);
+  dist_->all_reduce_sum(part, size_t(cn) * H, stream_);
+  check(kernels::convert_to_bf16(part, kernels::WeightType::F32, delta, cn * H, stream_),
+        "partial sums to bf16", cn);
+}
+
+void CudaRunner::lm_head(const bf16* x, int64_t qn, float* logits) {
+  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
+  if (!dist_) {
+    gemm_->run(x, qn, H, w_->lm_head, V, nullptr, logits, true, stream_);
+    return;
+  }
+  // Rank r's [qn, vocab_r] rows go to block r of TpLogits (blocks of
+  // qn * shard floats, shard = ceil(V / world) >= vocab_r), gathered in
+  // place, then laid out as [qn, V] by columns.
+  const int world = tp_->world;
+  const int64_t shard = (V + world - 1) / world;  // as the memory plan sizes TpLogits
+  float* gathered = buf<float>(Buf::TpLogits);
+  const size_t block = size_t(qn) * shard;
+  if (rank_->vocab > 0) {
+    gemm_->run(x, qn, H, w_->lm_head, rank_->vocab, nullptr, gathered + rank_->rank * block, true,
+               stream_);
+  }
+  dist_->all_gather(gathered, block, stream_);
+  for (const RankPlan& r : tp_->ranks) {
+    const int64_t rows = r.vocab;
+    if (rows == 0) continue;
+    cuda_check(cudaMemcpy2DAsync(logits + r.vocab_begin, V * sizeof(float),
+                                 gathered + r.rank * block, rows * sizeof(float),
+                                 rows * sizeof(float), qn, cudaMemcpyDeviceToDevice, stream_),
+               "gathered logits");
+  }
 }
 
 void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
@@ -412,7 +497,7 @@ void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logit
         "final norm", c0 + cn - r0);
     for (int64_t q0 = r0; q0 < c0 + cn; q0 += R) {
       const int64_t qn = std::min(R, c0 + cn - q0);
-      gemm_->run(norm + (q0 - r0) * H, qn, H, w_->lm_head, V, nullptr, dev_logits, true, stream_);
+      lm_head(norm + (q0 - r0) * H, qn, dev_logits);
       last_logits_ = dev_logits + (qn - 1) * V;
       if (!logits) continue;  // one row (n_logits 1), left on the device
       cuda_check(cudaMemcpyAsync(logits->data() + (q0 - first) * V, dev_logits,

@@ -10,8 +10,12 @@
 #include "engine/engine_impl.h"
 #include "load/model_config_parse.h"
 #ifdef TSA_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/cuda_check.h"
 #include "cuda/cuda_runner.h"
 #include "cuda/cuda_weights.h"
+#include "cuda/dist.h"
 #endif
 
 namespace tsa {
@@ -39,6 +43,37 @@ double Engine::load_ms() const {
   return impl_->load_ms;
 }
 
+#ifndef TSA_HAVE_CUDA
+std::string new_nccl_id() {
+  throw Error("tensor parallelism: this build of tsa has no CUDA backend (nvcc was not found)");
+}
+int cuda_device_count() {
+  return 0;
+}
+#endif
+
+namespace {
+
+void check_tensor_parallel(const EngineOptions& o) {
+  const TensorParallel& tp = o.tp;
+  if (tp.world < 1) throw Error(fmt::format("tensor parallelism: world size {} < 1", tp.world));
+  if (tp.rank < 0 || tp.rank >= tp.world)
+    throw Error(fmt::format("tensor parallelism: rank {} outside [0, {})", tp.rank, tp.world));
+  if (tp.world == 1) return;
+  if (o.device != Device::Cuda) throw Error("tensor parallelism needs --device cuda");
+#ifdef TSA_HAVE_CUDA
+  const int device = tp.device >= 0 ? tp.device : tp.rank;
+  const int n = cuda_device_count();
+  if (device >= n) {
+    throw Error(
+        fmt::format("tensor parallelism over {} GPUs: rank {} needs CUDA device {}, but {} visible",
+                    tp.world, tp.rank, device, n == 1 ? "only 1 is" : fmt::format("{} are", n)));
+  }
+#endif
+}
+
+}  // namespace
+
 std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path dir = options.model_dir;
@@ -52,6 +87,15 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
 #else
   if (options.device == Device::Cuda)
     throw Error("--device cuda: this build of tsa has no CUDA backend (nvcc was not found)");
+#endif
+  check_tensor_parallel(options);
+#ifdef TSA_HAVE_CUDA
+  // The rank's device, current for this thread from here on (weights,
+  // communicator, and the sessions this thread makes).
+  if (options.tp.world > 1) {
+    const int device = options.tp.device >= 0 ? options.tp.device : options.tp.rank;
+    cuda_check(cudaSetDevice(device), fmt::format("cudaSetDevice({})", device));
+  }
 #endif
 
   auto impl = std::make_unique<Impl>();
@@ -89,9 +133,14 @@ std::shared_ptr<Engine> Engine::load(const EngineOptions& options) {
   }
 #ifdef TSA_HAVE_CUDA
   if (options.device == Device::Cuda) {
+    if (options.tp.world > 1) impl->tp_plan = plan_tensor_parallel(impl->config, options.tp.world);
+    const RankPlan* rank = impl->rank();
     impl->cuda_weights = options.random_weights
-                             ? CudaWeights::random(impl->config, options.random_seed)
-                             : CudaWeights::upload(impl->config, impl->weights);
+                             ? CudaWeights::random(impl->config, options.random_seed, rank)
+                             : CudaWeights::upload(impl->config, impl->weights, rank);
+    // Joined once the weights are in place: a loading error (a missing file,
+    // no memory) surfaces on its rank before any rank waits in NCCL.
+    if (rank) impl->dist = std::make_shared<DistContext>(options.tp);
   }
 #endif
   cpu::set_threads(options.threads);

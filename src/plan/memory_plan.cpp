@@ -45,13 +45,17 @@ const char* buf_name(Buf b) {
       return "tsa_info";
     case Buf::TsaWork:
       return "tsa_workspace";
+    case Buf::TpDelta:
+      return "tp_delta";
+    case Buf::TpLogits:
+      return "tp_logits";
     case Buf::Count:
       break;
   }
   return "?";
 }
 
-size_t weight_bytes(const ModelConfig& c) {
+size_t weight_bytes(const ModelConfig& c, int64_t lm_head_rows) {
   const size_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const size_t qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
   size_t per_layer = 2 * H                                                            // norms
@@ -60,24 +64,29 @@ size_t weight_bytes(const ModelConfig& c) {
                      + (c.attention_bias && c.family == Family::Llama ? H : 0)        // o_proj bias
                      + 2 * I * H + H * I;               // gate|up, down
   size_t total = per_layer * c.num_layers + V * H + H;  // + embedding + final norm
-  if (!c.tie_word_embeddings) total += V * H;
+  if (lm_head_rows >= 0)
+    total += size_t(lm_head_rows) * H;
+  else if (!c.tie_word_embeddings)
+    total += V * H;
   return total * 2;  // bf16
 }
 
 MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
   if (o.ctx <= 0 || o.max_tokens <= 0 || o.max_tokens > o.ctx || o.chunk <= 0 ||
-      o.logits_rows <= 0) {
+      o.logits_rows <= 0 || o.tp_world < 1) {
     throw Error(fmt::format("memory plan: bad sizes (ctx {}, max_tokens {}, chunk {}, logits {})",
                             o.ctx, o.max_tokens, o.chunk, o.logits_rows));
   }
   MemoryPlan p;
   p.options = o;
-  p.weights = weight_bytes(c);
+  p.weights = weight_bytes(c, o.lm_head_rows);
   p.kv_cache = size_t(2) * c.num_layers * o.ctx * c.num_kv_heads * c.head_dim * 2;
   const size_t T = o.max_tokens, C = std::min(o.chunk, o.max_tokens), ctx = o.ctx;
   const size_t L = std::min<int64_t>(o.logits_rows, o.max_tokens);
   const size_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const size_t qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const bool tp = o.tp_world > 1;
+  const size_t W = o.tp_world, vocab_shard = (V + W - 1) / W;
   const size_t sizes[] = {
       T * H * 4,                                 // Residual
       T * qkv * 2,                               // Qkv
@@ -92,6 +101,8 @@ MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
       o.tsa ? ctx * c.num_heads * 4 : 0,         // TsaSel (a chunk's lists span the cache)
       o.tsa ? size_t(c.num_layers) * 4 * 4 : 0,  // TsaInfo
       o.tsa ? o.tsa_workspace : 0,               // TsaWork
+      tp ? C * H * 4 : 0,                        // TpDelta
+      tp ? W * L * vocab_shard * 4 : 0,          // TpLogits
   };
   size_t at = 0;
   for (int b = 0; b < static_cast<int>(Buf::Count); ++b) {

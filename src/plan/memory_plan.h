@@ -29,6 +29,11 @@ struct PlanOptions {
   // (kernels::tsa_select_workspace_bytes for ctx; the runner sets it).
   bool tsa = false;
   size_t tsa_workspace = 0;
+  // Tensor parallelism (the config passed is the rank's, tp_plan.h's
+  // local_config): ranks in the group, and the rank's lm_head rows (-1: the
+  // whole vocabulary, none when tied).
+  int tp_world = 1;
+  int64_t lm_head_rows = -1;
 };
 
 // Activation buffers of one session, in placement order.
@@ -46,6 +51,8 @@ enum class Buf {
   TsaSel,     // [num_heads, ctx] int32: per-head sorted position lists (tsa only)
   TsaInfo,    // [num_layers, 4] int32: per-layer selection counts (tsa only)
   TsaWork,    // tsa_workspace bytes: the selection's scratch (tsa only)
+  TpDelta,    // [chunk, hidden] fp32: partial o_proj / down_proj output, all-reduced (tp only)
+  TpLogits,   // [tp_world][logits_rows][ceil(vocab / tp_world)] fp32: gathered lm_head slices
   Count
 };
 const char* buf_name(Buf b);
@@ -65,8 +72,9 @@ struct MemoryPlan {
   std::string describe() const;
 };
 
-// Bytes of the bf16 weights the CUDA backend uploads.
-size_t weight_bytes(const ModelConfig& cfg);
+// Bytes of the bf16 weights the CUDA backend uploads; `lm_head_rows` as in
+// PlanOptions (a tensor-parallel rank's slice, or -1).
+size_t weight_bytes(const ModelConfig& cfg, int64_t lm_head_rows = -1);
 MemoryPlan plan_memory(const ModelConfig& cfg, const PlanOptions& options);
 // Throws tsa::Error with the plan's sizes when `needed` exceeds `free_bytes`.
 void check_fits(const MemoryPlan& plan, size_t needed, size_t free_bytes,

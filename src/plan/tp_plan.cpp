@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/dtype.h"
 #include "tsa/error.h"
 
 namespace tsa {
@@ -9,6 +10,55 @@ namespace tsa {
 int64_t RankPlan::local_kv_head(int64_t j, const ModelConfig& cfg) const {
   const int64_t group = cfg.num_heads / cfg.num_kv_heads;  // query heads per KV head
   return (q_head_begin + j) / group - kv_head_begin;
+}
+
+const TensorSlice& RankPlan::slice(const std::string& name) const {
+  for (const TensorSlice& s : slices)
+    if (s.name == name) return s;
+  throw Error(fmt::format("tensor parallelism: rank {} holds no part of {}", rank, name));
+}
+
+ModelConfig local_config(const ModelConfig& cfg, const RankPlan& r) {
+  ModelConfig c = cfg;
+  c.num_heads = r.q_heads;
+  c.num_kv_heads = r.kv_heads;
+  c.intermediate_size = r.inter;
+  return c;
+}
+
+int64_t SliceBytes::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+SliceBytes slice_bytes(const TensorInfo& t, const TensorSlice& s) {
+  if (t.shape.empty() || t.shape.size() > 2)
+    throw Error(
+        fmt::format("{}: cannot slice tensor {} of shape {}", t.file, t.name, t.shape_str()));
+  const size_t es = dtype_size(t.dtype);
+  const int64_t rows = t.shape[0], cols = t.shape.size() == 2 ? t.shape[1] : 1;
+  const int64_t extent = s.dim == 0 ? rows : cols;
+  const int64_t b = s.whole ? 0 : s.begin, e = s.whole ? extent : s.end;
+  if ((s.dim != 0 && (s.dim != 1 || t.shape.size() != 2)) || b < 0 || b > e || e > extent) {
+    throw Error(fmt::format("{}: slice [{}, {}) of dimension {} does not fit {} {}", t.file, b, e,
+                            s.dim, t.name, t.shape_str()));
+  }
+  SliceBytes out;
+  out.shape = t.shape;
+  if (s.dim == 0) {  // whole rows: one run
+    out.src = t.data + size_t(b) * cols * es;
+    out.width = out.pitch = size_t(e - b) * cols * es;
+    out.height = 1;
+    out.shape[0] = e - b;
+  } else {  // columns [b, e) of every row
+    out.src = t.data + size_t(b) * es;
+    out.pitch = size_t(cols) * es;
+    out.width = size_t(e - b) * es;
+    out.height = size_t(rows);
+    out.shape[1] = e - b;
+  }
+  return out;
 }
 
 TpPlan plan_tensor_parallel(const ModelConfig& c, int world) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "load/safetensors.h"
 #include "tsa/model_config.h"
 
 namespace tsa {
@@ -38,7 +39,28 @@ struct RankPlan {
 
   // KV head (local index into this rank's cache) that local query head j reads.
   int64_t local_kv_head(int64_t j, const ModelConfig& cfg) const;
+  // The slice of tensor `name` this rank reads; throws tsa::Error when the
+  // plan has none (a tensor the rank does not hold, e.g. o_proj.bias on rank > 0).
+  const TensorSlice& slice(const std::string& name) const;
 };
+
+// The model one rank runs: its query heads, KV heads and MLP features as
+// num_heads, num_kv_heads and intermediate_size (the GQA grouping stays
+// consistent: local query head j reads local KV head local_kv_head(j));
+// vocab_size and everything else unchanged.
+ModelConfig local_config(const ModelConfig& cfg, const RankPlan& r);
+
+// The bytes of a slice of a row-major tensor ([rows, cols] or [rows]) as one
+// 2-D copy: `height` runs of `width` bytes, `pitch` bytes apart, from `src`
+// (what cudaMemcpy2D takes). A rows slice is one contiguous run. Throws
+// tsa::Error naming the tensor when the slice does not fit it.
+struct SliceBytes {
+  const uint8_t* src = nullptr;
+  size_t pitch = 0, width = 0, height = 0;
+  std::vector<int64_t> shape;  // of the slice
+  int64_t numel() const;
+};
+SliceBytes slice_bytes(const TensorInfo& t, const TensorSlice& s);
 
 struct TpPlan {
   int world = 1;

@@ -160,6 +160,26 @@ TEST(Cli, CudaDeviceAnswersOrSaysWhyNot) {
   }
 }
 
+// --tp N: without N GPUs one clear error before any rank starts; with them
+// (a GPU machine) one JSON answer from rank 0 with one GPU's greedy tokens.
+TEST(Cli, TensorParallelAnswersOrSaysWhyNot) {
+  const std::string args = "-m " + golden("llama-gqa-llama3rope").string() +
+                           " -p 'Hello world' -n 8 --temp 0 --ignore-eos --json --device cuda";
+  const CliRun two = run_infer(args + " --tp 2");
+  if (two.status != 0) {
+    expect_one_error(two, "--tp 2 needs 2 GPUs on this host");
+    return;
+  }
+  const CliRun one = run_infer(args);
+  ASSERT_EQ(one.status, 0) << one.err;
+  EXPECT_EQ(nlohmann::json::parse(two.out)["ids"], nlohmann::json::parse(one.out)["ids"]);
+}
+
+TEST(Cli, TensorParallelNeedsCuda) {
+  expect_one_error(run_infer("-m " + golden("llama-gqa-llama3rope").string() + " -p hi --tp 2"),
+                   "--tp needs --device cuda");
+}
+
 }  // namespace
 }  // namespace tsa
 

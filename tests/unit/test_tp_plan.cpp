@@ -2,9 +2,14 @@
 // slices partition every weight exactly, each rank's query heads find their
 // KV head locally, and a forward pass emulated rank by rank (partial
 // o_proj / down_proj outputs summed as an all-reduce would, logits gathered
-// by vocabulary) gives the unsplit model's logits.
+// by vocabulary) gives the unsplit model's logits. What a rank reads from
+// the safetensors files (slice_bytes, the copies the GPU upload makes) is
+// exactly its slice, and the memory plan sizes exactly those bytes.
 #include <algorithm>
+#include <cstring>
 #include <map>
+
+#include <fmt/format.h>
 
 #include <gtest/gtest.h>
 
@@ -12,6 +17,7 @@
 #include "cpu/rope.h"
 #include "engine/engine_impl.h"
 #include "memory_weights.h"
+#include "plan/memory_plan.h"
 #include "plan/tp_plan.h"
 #include "test_util.h"
 #include "tsa/tsa.h"
@@ -107,6 +113,95 @@ TEST(TpPlan, RefusesSplitsThatDoNotDivide) {
   expect_error(shape(4096, 32, 8, 1000, 1000), 3, "num_attention_heads");
   expect_error(shape(4096, 32, 8, 14331, 1000), 2, "intermediate_size 14331");
 }
+
+// The local config's GQA grouping is the plan's: local query head j reads
+// local KV head j / (q_heads / kv_heads) == local_kv_head(j).
+TEST(TpPlan, LocalConfigKeepsTheGrouping) {
+  for (const ModelConfig& cfg : {shape(4096, 32, 8, 14336, 128256), shape(576, 8, 2, 1536, 49152),
+                                 shape(1024, 16, 1, 4096, 1000)}) {
+    for (int world : {1, 2, 4, 8}) {
+      SCOPED_TRACE(
+          fmt::format("{} heads / {} KV heads x{}", cfg.num_heads, cfg.num_kv_heads, world));
+      for (const RankPlan& r : plan_tensor_parallel(cfg, world).ranks) {
+        const ModelConfig lc = local_config(cfg, r);
+        EXPECT_EQ(lc.num_heads * world, cfg.num_heads);
+        EXPECT_EQ(lc.intermediate_size * world, cfg.intermediate_size);
+        EXPECT_EQ(lc.vocab_size, cfg.vocab_size);
+        EXPECT_EQ(lc.hidden_size, cfg.hidden_size);
+        for (int64_t j = 0; j < lc.num_heads; ++j)
+          EXPECT_EQ(j / (lc.num_heads / lc.num_kv_heads), r.local_kv_head(j, cfg));
+      }
+    }
+  }
+}
+
+class TpShards : public ::testing::TestWithParam<std::string> {};
+
+// Every rank's 2-D copy of every tensor gives the bytes of the sliced tensor
+// (taken element by element here), straight from the mmapped files; and
+// weight_bytes for the rank's config is what the rank uploads.
+TEST_P(TpShards, RankReadsExactlyItsSlice) {
+  const std::string dir = (test::fixtures_src() / "golden" / GetParam()).string();
+  auto engine = Engine::load({.model_dir = dir});
+  const ModelConfig& cfg = engine->config();
+  const WeightStore& store = *engine->impl().store;
+  for (int world : {1, 2, 4}) {
+    for (const RankPlan& r : plan_tensor_parallel(cfg, world).ranks) {
+      SCOPED_TRACE(fmt::format("rank {} of {}", r.rank, world));
+      int64_t elements = 0;
+      for (const TensorSlice& sl : r.slices) {
+        const TensorInfo& t = *store.all().at(sl.name);
+        const SliceBytes b = slice_bytes(t, sl);
+        std::vector<uint8_t> got(b.width * b.height);
+        for (size_t h = 0; h < b.height; ++h)
+          std::memcpy(got.data() + h * b.width, b.src + h * b.pitch, b.width);
+        const size_t es = dtype_size(t.dtype);
+        const int64_t rows = t.shape[0], cols = t.shape.size() > 1 ? t.shape[1] : 1;
+        std::vector<uint8_t> want;
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t j = 0; j < cols; ++j) {
+            const int64_t at = sl.dim == 0 ? i : j;
+            if (sl.whole || (at >= sl.begin && at < sl.end)) {
+              const uint8_t* e = t.data + (i * cols + j) * es;
+              want.insert(want.end(), e, e + es);
+            }
+          }
+        }
+        EXPECT_EQ(got, want) << sl.name;
+        EXPECT_EQ(static_cast<size_t>(b.numel()) * es, want.size()) << sl.name;
+        elements += b.numel();
+      }
+      if (world == 1) continue;  // one GPU uploads through the unsplit path
+      if (cfg.tie_word_embeddings) elements += r.vocab * cfg.hidden_size;  // lm_head rows
+      EXPECT_EQ(weight_bytes(local_config(cfg, r), r.vocab), size_t(elements) * 2);
+    }
+  }
+}
+
+TEST_P(TpShards, SliceOutsideTheTensorNamesIt) {
+  const std::string dir = (test::fixtures_src() / "golden" / GetParam()).string();
+  auto engine = Engine::load({.model_dir = dir});
+  const TensorInfo& t = *engine->impl().store->all().at("model.layers.0.self_attn.o_proj.weight");
+  for (const TensorSlice& bad :
+       {TensorSlice{t.name, 1, 0, t.shape[1] + 1}, TensorSlice{t.name, 0, -1, 2},
+        TensorSlice{t.name, 2, 0, 1}, TensorSlice{t.name, 0, 3, 2}}) {
+    try {
+      slice_bytes(t, bad);
+      FAIL() << "accepted [" << bad.begin << ", " << bad.end << ") of dimension " << bad.dim;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(t.name), std::string::npos) << e.what();
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, TpShards,
+                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
+                                           "qwen2-bias-tied"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
 
 // ---- the sharded forward pass, emulated on the CPU ----
 
