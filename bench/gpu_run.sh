@@ -142,7 +142,7 @@ if has tp; then
   : > "$OUT/tp_tests.log"
   for t in "test_tensor_parallel" "test_tsa_select_split" "test_tp_plan" \
            "test_cli --gtest_filter=*TensorParallel*"; do
-    timeout 400 "$BUILD/tests/"$t >> "$OUT/tp_tests.log" 2>&1
+    timeout 180 "$BUILD/tests/"$t >> "$OUT/tp_tests.log" 2>&1
     echo "$t: exit $?"
   done
   grep -E "^\[ (tp|split) \]|FAILED|PASSED|SKIPPED|Failure" "$OUT/tp_tests.log" | head -60
