@@ -5,7 +5,7 @@
 set -euo pipefail
 PKGS=(cmake g++ make pkg-config xz-utils python3 python3-pip
       libsentencepiece-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libopenmpi-dev)
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(clang clang-format libclang-rt-14-dev libomp-14-dev git)
 fi
