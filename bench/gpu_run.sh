@@ -4,7 +4,7 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp]
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [tp]
 #   (default: build test)
 # TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
 # it matches (and skips the CPU tests), to fit short device calls. The attn
@@ -115,6 +115,22 @@ if has tsa-model; then
       --json "$OUT/tsa_bench_$keep.json" > "$OUT/tsa_bench_$keep.txt" 2>&1
     cat "$OUT/tsa_bench_$keep.txt"
   done
+fi
+
+if has tp70b; then
+  # A model that needs two GPUs: Llama-3.1-70B shape (141 GB of bf16 weights),
+  # random weights built on the GPUs, 128K prompt at TP=2, dense and with TSA
+  # on the second half of the layers at the paper's 128K keep (0.456).
+  log "70B shape at TP=2, 128K prompt: dense, then TSA (second half, keep 0.456)"
+  : > "$OUT/tp70b.txt"
+  for keep in dense 0.456; do
+    if [ "$keep" = dense ]; then args=(); else
+      args=(--config configs/default.json --force-keep "$keep"); fi
+    timeout 280 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-70b --random --tp 2 "${args[@]}" \
+      --prefill "${TP70_PREFILL:-131072}" --decode-ctx "${TP70_DECODE:-131007}" >> "$OUT/tp70b.txt" 2>&1
+    echo "tsa-bench 70b $keep: exit $?" | tee -a "$OUT/tp70b.txt"
+  done
+  cat "$OUT/tp70b.txt"
 fi
 
 if has model; then
