@@ -185,7 +185,11 @@ class Session {
 
   int64_t n_past() const;    // tokens in the KV cache
   int64_t ctx_size() const;  // capacity
-  void reset();              // empty the KV cache
+  // Prompt tokens per forward call: SessionOptions::prefill_chunk, or the
+  // backend's choice (the GPU's: the whole context when its activations fit
+  // the free memory, else the largest halving that does).
+  int64_t prefill_chunk() const;
+  void reset();  // empty the KV cache
 
  private:
   struct Impl;

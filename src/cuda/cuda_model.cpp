@@ -51,6 +51,8 @@ using bf16 = __nv_bfloat16;
 
 // Queries per forward call up to which the split-KV decode kernel is used.
 constexpr int64_t kDecodeMaxRows = 8;
+// The smallest prefill chunk chosen automatically when memory is short.
+constexpr int64_t kMinAutoChunk = 2048;
 
 class CudaRunner final : public ModelRunner {
  public:
@@ -187,13 +189,18 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
       throw Error(fmt::format("CUDA runner: no TSA workspace size for {} tokens, window {}", po.ctx,
                               max_window));
   }
-  plan_ = plan_memory(cfg_, po);
+  // Without a prefill chunk from the user, prompts up to the whole context
+  // go in one call when its activations fit; else in the largest halving
+  // that fits (Session splits prompts into preferred_chunk() calls).
+  const size_t free_bytes = device_memory().free;
+  plan_ = o.prefill_chunk > 0 ? plan_memory(cfg_, po)
+                              : plan_fitting(cfg_, po, free_bytes, kMinAutoChunk);
 
   cudaDeviceProp prop{};
   int dev = 0;
   cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
   cuda_check(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
-  check_fits(plan_, plan_.session_bytes(), device_memory().free, prop.name);
+  check_fits(plan_, plan_.session_bytes(), free_bytes, prop.name);
 
   kv_row_ = cfg_.num_kv_heads * cfg_.head_dim;
   layer_kv_bytes_ = size_t(ctx) * 2 * kv_row_ * sizeof(bf16);

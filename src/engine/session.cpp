@@ -81,6 +81,9 @@ void Session::fill_cache_random(int64_t n_tokens) {
 void ModelRunner::fill_cache_random(int64_t) {
   throw Error("fill_cache_random is available with --device cuda only");
 }
+int64_t Session::prefill_chunk() const {
+  return impl_->chunk;
+}
 int64_t Session::ctx_size() const {
   return impl_->runner->capacity();
 }

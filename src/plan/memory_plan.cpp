@@ -114,6 +114,16 @@ MemoryPlan plan_memory(const ModelConfig& c, const PlanOptions& o) {
   return p;
 }
 
+MemoryPlan plan_fitting(const ModelConfig& cfg, PlanOptions options, size_t free_bytes,
+                        int64_t min_tokens) {
+  MemoryPlan plan = plan_memory(cfg, options);
+  while (plan.session_bytes() > free_bytes && options.max_tokens / 2 >= min_tokens) {
+    options.max_tokens /= 2;
+    plan = plan_memory(cfg, options);
+  }
+  return plan;
+}
+
 std::string MemoryPlan::describe() const {
   return fmt::format(
       "weights {} + KV cache {} ({} tokens) + activations {} ({} tokens per call) = {}",

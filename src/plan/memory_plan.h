@@ -76,6 +76,13 @@ struct MemoryPlan {
 // PlanOptions (a tensor-parallel rank's slice, or -1).
 size_t weight_bytes(const ModelConfig& cfg, int64_t lm_head_rows = -1);
 MemoryPlan plan_memory(const ModelConfig& cfg, const PlanOptions& options);
+// With no prefill chunk asked for: the plan for the largest tokens-per-call
+// count, options.max_tokens or a halving of it not below `min_tokens`, whose
+// session (KV cache + activations) fits in `free_bytes`; the smallest tried
+// when none fits (check_fits then reports it). Only the activations shrink:
+// the KV cache is sized by ctx.
+MemoryPlan plan_fitting(const ModelConfig& cfg, PlanOptions options, size_t free_bytes,
+                        int64_t min_tokens);
 // Throws tsa::Error with the plan's sizes when `needed` exceeds `free_bytes`.
 void check_fits(const MemoryPlan& plan, size_t needed, size_t free_bytes,
                 const std::string& device_name);
