@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   CLI::App app{"tsa-infer: long-context LLM inference with Token Sparse Attention"};
   std::string model_dir, prompt_file, prompt, config_file, device = "cpu", system_prompt;
   std::string dump_dir, dump_filter;
-  int64_t n_predict = 256, ctx_size = 0;
+  int64_t n_predict = 256, ctx_size = 0, prefill_chunk = 0;
   int threads = 0, tp = 1;
   bool chat = false, raw = false, as_json = false, ignore_eos = false;
   std::vector<std::string> stops;
@@ -100,6 +100,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t(-1), int64_t(1) << 40));
   app.add_option("-c,--ctx-size", ctx_size, "Context size in tokens (0 = the model's maximum)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--prefill-chunk", prefill_chunk,
+                 "Prompt tokens per forward call (0 = the backend's choice: on the GPU the "
+                 "whole prompt when its activations fit)");
   app.add_option("--temp", sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
   app.add_option("--top-k", sampling.top_k, "Top-k (0 = off)")->capture_default_str();
   app.add_option("--top-p", sampling.top_p, "Top-p (1 = off)")->capture_default_str();
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
 
     tsa::SessionOptions so;
     so.ctx_size = ctx_size;
+    so.prefill_chunk = prefill_chunk;
     so.dump_dir = dump_dir;
     so.dump_filter = dump_filter;
     tsa::Session session(engine, so);

@@ -65,6 +65,19 @@ TEST(Cli, GreedyJsonOnGoldenModel) {
   EXPECT_NE(r.err.find("prefill"), std::string::npos);  // timings block
 }
 
+// A dense model gives the same greedy ids whatever the prefill chunk; a
+// negative chunk is refused.
+TEST(Cli, PrefillChunkKeepsDenseGreedyIds) {
+  const std::string base = "-m " + golden("llama-gqa-llama3rope").string() +
+                           " -p 'Hello world, this is a longer prompt' -n 6 --temp 0 --ignore-eos "
+                           "--json";
+  const CliRun one = run_infer(base), chunked = run_infer(base + " --prefill-chunk 3");
+  ASSERT_EQ(one.status, 0) << one.err;
+  ASSERT_EQ(chunked.status, 0) << chunked.err;
+  EXPECT_EQ(nlohmann::json::parse(one.out)["ids"], nlohmann::json::parse(chunked.out)["ids"]);
+  expect_one_error(run_infer(base + " --prefill-chunk -3"), "prefill_chunk -3");
+}
+
 TEST(Cli, StreamsTextAndChatTemplate) {
   const CliRun r = run_infer("-m " + golden("qwen2-bias-tied").string() +
                              " -p 'Hi' --chat --system 'Be brief' -n 5 --temp 0 --ignore-eos");
