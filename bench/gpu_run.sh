@@ -4,7 +4,7 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [tp]
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [tp]
 #   (default: build test)
 # TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
 # it matches (and skips the CPU tests), to fit short device calls. The attn
@@ -115,6 +115,22 @@ if has tsa-model; then
       --json "$OUT/tsa_bench_$keep.json" > "$OUT/tsa_bench_$keep.txt" 2>&1
     cat "$OUT/tsa_bench_$keep.txt"
   done
+fi
+
+if has ncu; then
+  # Hardware counters of one dense and one sparse sm90 prefill launch (32K,
+  # keep 0.456), to see what holds the sparse mode back
+  # (bench/NOTES_attention_sm90.md).
+  log "ncu: sm90 prefill, dense vs sparse"
+  for mode in 0 1; do
+    timeout 120 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats -k "regex:prefill_sm90_kernelILi128ELb$mode" \
+      --launch-count 1 "$BUILD/bench/bench_attention" --lengths 32768 --contexts 1024 \
+      > "$OUT/ncu_sm90_$([ $mode = 1 ] && echo sparse || echo dense).txt" 2>&1
+    echo "ncu mode $mode: exit $?"
+  done
+  grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Stall|Issued Warp|No Eligible|L2 Hit|L1/TEX Hit" \
+    "$OUT"/ncu_sm90_*.txt | head -60
 fi
 
 if has tp70b; then
