@@ -28,6 +28,10 @@ struct BatchOptions {
   // min(max_position_embeddings, 4096).
   int64_t kv_tokens = 0;
   int64_t max_seqs = 8;  // sequences decoding at once; more prompts wait in a queue
+  // Tokens one sequence may hold (prompt + generated); 0 = the model's
+  // context. Capped by the pool either way; on the GPU it also sizes the
+  // prefill buffers.
+  int64_t max_seq_tokens = 0;
 };
 
 class Batch {

@@ -67,10 +67,18 @@ Batch::Batch(std::shared_ptr<const Engine> engine, const BatchOptions& options)
     : impl_(std::make_unique<Impl>()) {
   if (!engine) throw Error("Batch needs an engine");
   const ModelConfig& cfg = engine->config();
+  // The ranks of a group would have to agree on every host-side sampling
+  // decision (Session broadcasts rank 0's token); not wired up for batches.
+  if (engine->options().tp.world > 1)
+    throw Error("Batch: tensor parallelism is not supported (use one GPU per engine)");
   if (options.block_size < 1 || options.block_size > 4096)
     throw Error(fmt::format("Batch: block_size {} must be in [1, 4096]", options.block_size));
   if (options.max_seqs < 1)
     throw Error(fmt::format("Batch: max_seqs {} must be >= 1", options.max_seqs));
+  if (options.max_seq_tokens < 0) {
+    throw Error(fmt::format("Batch: max_seq_tokens {} must be >= 0 (0 = the model's context)",
+                            options.max_seq_tokens));
+  }
   if (options.kv_tokens < 0)
     throw Error(fmt::format("Batch: kv_tokens {} must be >= 0 (0 = default)", options.kv_tokens));
   const int64_t model_ctx = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 4096;
@@ -84,6 +92,7 @@ Batch::Batch(std::shared_ptr<const Engine> engine, const BatchOptions& options)
   b.shape.max_seqs = options.max_seqs;
   b.shape.n_blocks = (kv_tokens + options.block_size - 1) / options.block_size;
   b.seq_ctx = std::min(model_ctx, b.shape.n_blocks * b.shape.block_size);
+  if (options.max_seq_tokens > 0) b.seq_ctx = std::min(b.seq_ctx, options.max_seq_tokens);
   b.blocks.emplace(b.shape.n_blocks);
   // The prefill path: a runner whose contiguous cache holds one sequence.
   SessionOptions so;
@@ -190,9 +199,10 @@ std::vector<GenerateResult> Batch::generate(const std::vector<std::vector<int32_
     if (n >= b.seq_ctx) {
       throw Error(fmt::format(
           "prompt {} of {} tokens does not fit: a sequence holds at most {} tokens (the block pool "
-          "of {} x {} tokens, the model's context {}) and needs room for one generated token",
+          "of {} x {} tokens, the model's context {}, max_seq_tokens {}) and needs room for one "
+          "generated token",
           i, n, b.seq_ctx, b.shape.n_blocks, b.shape.block_size,
-          engine.config().max_position_embeddings));
+          engine.config().max_position_embeddings, b.options.max_seq_tokens));
     }
   }
 

@@ -10,6 +10,7 @@
 
 #include "expect_error.h"
 #include "model/paged_kv.h"
+#include "model/runner.h"
 #include "test_util.h"
 #include "tsa/tsa.h"
 
@@ -50,6 +51,20 @@ TEST(BlockAllocator, RefusesBadReleasesAndKeepsState) {
   EXPECT_EQ(a.free_blocks(), 4);
   EXPECT_TSA_ERROR(a.release(b), {"not allocated"});
   EXPECT_TSA_ERROR(BlockAllocator(0), {"0 blocks"});
+}
+
+TEST(ModelRunner, BackendsWithoutBatchedDecodeRefuseIt) {
+  // A runner that only has the single-sequence interface.
+  struct SingleSequence final : ModelRunner {
+    int64_t capacity() const override { return 16; }
+    int64_t preferred_chunk() const override { return 16; }
+    void forward(std::span<const int32_t>, int64_t, int64_t, std::vector<float>&) override {}
+  } r;
+  EXPECT_TSA_ERROR(r.init_paged({.n_blocks = 4, .block_size = 4, .max_seqs = 2}),
+                   {"no batched decode"});
+  EXPECT_TSA_ERROR(r.store_to_blocks(1, std::vector<int32_t>{0}), {"no batched decode"});
+  EXPECT_TSA_ERROR(r.forward_paged({}, nullptr), {"no batched decode"});
+  EXPECT_FALSE(r.samples_on_device());
 }
 
 class BatchGolden : public ::testing::TestWithParam<std::string> {
@@ -144,6 +159,9 @@ TEST_P(BatchGolden, RefusesWhatCannotRun) {
   EXPECT_TSA_ERROR(Batch(engine, {.block_size = 0}), {"block_size 0"});
   EXPECT_TSA_ERROR(Batch(engine, {.max_seqs = 0}), {"max_seqs 0"});
   EXPECT_TSA_ERROR(Batch(engine, {.kv_tokens = -1}), {"kv_tokens -1"});
+  EXPECT_TSA_ERROR(Batch(engine, {.max_seq_tokens = -2}), {"max_seq_tokens -2"});
+  EXPECT_TSA_ERROR(Batch(engine, {.max_seq_tokens = 10}).generate({std::vector<int32_t>(10, 1)}),
+                   {"prompt 0 of 10 tokens", "at most 10 tokens"});
   Batch batch(engine, {.block_size = 4, .kv_tokens = 16, .max_seqs = 2});
   EXPECT_EQ(batch.total_blocks(), 4);
   const auto ps = prompts();
