@@ -56,8 +56,8 @@ struct Batch::Impl {
     return o.max_new_tokens < 0 ? seq_ctx : std::min(prompt + o.max_new_tokens, seq_ctx);
   }
   // Runs the prompt through the contiguous cache as Session::prefill does,
-  // copies its K/V into s.blocks and returns the last row's logits.
-  const std::vector<float>& prefill(Seq& s, std::vector<float>& logits);
+  // copies its K/V into s.blocks and leaves the last row's logits in `logits`.
+  void prefill(Seq& s, std::vector<float>& logits);
   // Appends a sampled token; true when the sequence stops (reason set).
   bool accept(Seq& s, int32_t id, const GenerateOptions& o);
   void finish(Seq& s);
@@ -117,7 +117,7 @@ int64_t Batch::free_blocks() const {
   return impl_->blocks->free_blocks();
 }
 
-const std::vector<float>& Batch::Impl::prefill(Seq& s, std::vector<float>& logits) {
+void Batch::Impl::prefill(Seq& s, std::vector<float>& logits) {
   const std::vector<int32_t>& prompt = s.r->prompt_ids;
   const int64_t n = static_cast<int64_t>(prompt.size());
   for (int64_t done = 0; done < n;) {
@@ -127,7 +127,6 @@ const std::vector<float>& Batch::Impl::prefill(Seq& s, std::vector<float>& logit
   }
   runner->store_to_blocks(n, s.blocks);
   s.n_past = n;
-  return logits;
 }
 
 bool Batch::Impl::accept(Seq& s, int32_t id, const GenerateOptions& o) {
