@@ -181,21 +181,27 @@ TEST(AttentionPagedDecode, ManySequences) {
 
 TEST(AttentionPagedDecode, OneWorkspaceServesSmallerCalls) {
   TSA_REQUIRE_GPU();
-  // Sized for 8 sequences of 4096 keys: enough for any fewer or shorter.
-  PagedCase big{.H = 32, .Hkv = 8, .D = 128, .block_size = 16, .lens = std::vector<int>(8, 4096)};
-  PagedProblem pr;
-  make_problem(big, 9, pr);
-  const size_t bytes = tsa::kernels::attention_paged_decode_workspace_bytes(params(big, pr));
+  // The size depends on the shape fields only. Sized for 8 sequences of
+  // 4096 keys: enough for any fewer or shorter (fewer sequences may take
+  // more splits each).
+  PagedDecodeParams p;
+  p.num_heads = 32;
+  p.num_kv_heads = 8;
+  p.head_dim = 128;
+  p.batch = 8;
+  p.max_seq_len = 4096;
+  const size_t bytes = tsa::kernels::attention_paged_decode_workspace_bytes(p);
+  EXPECT_GT(bytes, 0u);
   for (int b = 1; b <= 8; ++b) {
     for (int len : {1, 300, 4096}) {
-      PagedCase c = big;
-      c.lens.assign(b, len);
-      PagedProblem q;
-      make_problem(c, 10, q);
-      EXPECT_LE(tsa::kernels::attention_paged_decode_workspace_bytes(params(c, q)), bytes)
+      p.batch = b;
+      p.max_seq_len = len;
+      EXPECT_LE(tsa::kernels::attention_paged_decode_workspace_bytes(p), bytes)
           << b << " sequences of " << len;
     }
   }
+  p.head_dim = 96;
+  EXPECT_EQ(tsa::kernels::attention_paged_decode_workspace_bytes(p), 0u);
 }
 
 TEST(AttentionPagedDecode, BadArgumentsAreRejected) {
