@@ -10,6 +10,14 @@
 // shared memory at the end. Each CTA then writes a normalized partial output
 // and its log-sum-exp (base 2) to the workspace; a second kernel merges the
 // splits into bf16. With a single split the CTA writes the output directly.
+//
+// Paged mode (attention_paged_decode, tsa::Batch): the same kernel with one
+// query row per sequence; the grid's z runs over (sequence, KV head), each
+// CTA reads its sequence's length and finds key row p through the block
+// table (slot table[p / block_size] * block_size + p % block_size of the
+// pool). The splits are planned for the longest sequence; a CTA whose split
+// starts past its sequence's keys writes an empty state (lse = -inf), which
+// the merge skips.
 #include <algorithm>
 
 #include "kernels/attention.h"
@@ -51,11 +59,20 @@ struct DecodePlan {
 };
 
 struct DecodeArgs {
-  AttentionParams p;
+  AttentionParams p;  // paged mode: n_q = 1, q_pos0 + 1 = n_kv = the longest sequence
   DecodePlan plan;
+  // Paged mode only (see PagedDecodeParams).
+  const int32_t* block_tables = nullptr;
+  const int32_t* seq_lens = nullptr;
+  int64_t table_stride = 0;
+  int32_t block_size = 0;
+  int32_t batch = 1;  // sequences (1 outside paged mode)
   float scale_log2;
-  float* o_part;    // [splits][num_heads][n_q][head_dim]: normalized partial outputs
-  float* lse_part;  // [splits][num_heads][n_q]: log2-sum-exp2 of the scaled scores
+  // Partial states of slot (split, pair), pair = head * n_q + query, or
+  // b * num_heads + head in paged mode; pairs() per split.
+  float* o_part;    // [splits][pairs][head_dim]: normalized partial outputs
+  float* lse_part;  // [splits][pairs]: log2-sum-exp2 of the scaled scores
+  __host__ __device__ int64_t pairs() const { return int64_t{batch} * p.num_heads * p.n_q; }
 };
 
 int multiprocessor_count() {
@@ -68,16 +85,18 @@ int multiprocessor_count() {
 
 // Most splits for any cache length: about kCtasPerSm CTAs per SM over the KV
 // heads (one wave when a KV head's rows fit one CTA; K/V are read once either way).
-int64_t split_cap(const AttentionParams& p) {
-  return std::max<int64_t>(1, int64_t{kCtasPerSm} * multiprocessor_count() / p.num_kv_heads);
+// `batch` sequences share the wave in paged mode.
+int64_t split_cap(const AttentionParams& p, int64_t batch = 1) {
+  return std::max<int64_t>(1,
+                           int64_t{kCtasPerSm} * multiprocessor_count() / (p.num_kv_heads * batch));
 }
 
 // Splits used for a cache of n_kv keys or less: non-decreasing in n_kv and
 // independent of q_pos0, the pointers and strides, so the workspace can be
 // sized once from the largest n_kv and n_q.
-int64_t split_bound(const AttentionParams& p) {
+int64_t split_bound(const AttentionParams& p, int64_t batch = 1) {
   return std::max<int64_t>(
-      1, std::min(ceil_div(std::max<int64_t>(p.n_kv, 1), kMinKeysPerSplit), split_cap(p)));
+      1, std::min(ceil_div(std::max<int64_t>(p.n_kv, 1), kMinKeysPerSplit), split_cap(p, batch)));
 }
 
 size_t workspace_bytes(const AttentionParams& p) {
@@ -87,7 +106,7 @@ size_t workspace_bytes(const AttentionParams& p) {
 
 // Splits over the keys the queries actually see, [kv_lo, q_pos0 + n_q), with
 // at least kMinKeysPerSplit keys each; never more than split_bound(p).
-DecodePlan plan_decode(const AttentionParams& p) {
+DecodePlan plan_decode(const AttentionParams& p, int64_t batch = 1) {
   DecodePlan plan;
   plan.group = p.num_heads / p.num_kv_heads;
   plan.rows = plan.group * p.n_q;
@@ -96,15 +115,15 @@ DecodePlan plan_decode(const AttentionParams& p) {
   plan.kv_lo = p.sliding_window > 0 ? std::max(0, p.q_pos0 - p.sliding_window + 1) : 0;
   const int64_t len = plan.kv_hi - plan.kv_lo;
   const int64_t splits =
-      std::max<int64_t>(1, std::min(ceil_div(len, kMinKeysPerSplit), split_cap(p)));
+      std::max<int64_t>(1, std::min(ceil_div(len, kMinKeysPerSplit), split_cap(p, batch)));
   plan.chunk = static_cast<int32_t>(ceil_div(ceil_div(len, splits), kBk) * kBk);
   plan.splits = static_cast<int32_t>(ceil_div(len, plan.chunk));
   return plan;
 }
 
-// Grid (row_groups, splits, num_kv_heads). CTA row r is query row
+// Grid (row_groups, splits, num_kv_heads * batch). CTA row r is query row
 // rr = blockIdx.x * 16 + r of its KV head: head kvh * group + rr / n_q, query rr % n_q.
-template <int D>
+template <int D, bool kPaged>
 __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   using Smem = DecodeSmem<D>;
@@ -115,12 +134,40 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   const AttentionParams& p = a.p;
   const DecodePlan& plan = a.plan;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int rg = blockIdx.x, split = blockIdx.y, kvh = blockIdx.z;
-  const int c0 = plan.kv_lo + split * plan.chunk;
-  const int c1 = min(c0 + plan.chunk, plan.kv_hi);  // this CTA's keys: [c0, c1)
+  const int rg = blockIdx.x, split = blockIdx.y;
+  const int kvh = kPaged ? blockIdx.z % p.num_kv_heads : blockIdx.z;
+  const int seq = kPaged ? blockIdx.z / p.num_kv_heads : 0;
+  // Keys [kv_lo, kv_hi) this CTA's rows may see: the plan's, or the sequence's.
+  int kv_lo = plan.kv_lo, kv_hi = plan.kv_hi;
+  if constexpr (kPaged) {
+    kv_hi = a.seq_lens[seq];
+    kv_lo = p.sliding_window > 0 ? max(0, kv_hi - p.sliding_window) : 0;
+  }
+  const int c0 = kv_lo + split * plan.chunk;
+  const int c1 = min(c0 + plan.chunk, kv_hi);  // this CTA's keys: [c0, c1)
+  if (kPaged && c0 >= c1) {                    // a split past this sequence's keys: an empty state
+    for (int i = tid; i < kRows; i += kThreads) {
+      const int rr = rg * kRows + i;
+      if (rr < plan.rows) {
+        a.lse_part[int64_t{split} * a.pairs() + int64_t{seq} * p.num_heads + kvh * plan.group +
+                   rr] = -INFINITY;
+      }
+    }
+    return;
+  }
   const int ntiles = (c1 - c0 + kBk - 1) / kBk;
   const bf16* k_g = p.k + int64_t{kvh} * D;
   const bf16* v_g = p.v + int64_t{kvh} * D;
+  // The pool row of key position kpos (paged), or the cache row kpos.
+  const int32_t* table = kPaged ? a.block_tables + seq * a.table_stride : nullptr;
+  auto key_row = [&](int kpos) -> int64_t {
+    if constexpr (kPaged) {
+      return int64_t{table[kpos / a.block_size]} * a.block_size + kpos % a.block_size;
+    } else {
+      return kpos;
+    }
+  };
+  const bf16* q_g = p.q + (kPaged ? int64_t{seq} * p.q_stride : 0);
 
   for (int i = tid; i < kRows * kChunks; i += kThreads) {
     const int r = i / kChunks, c = i % kChunks, rr = rg * kRows + r;
@@ -128,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
     const int head = kvh * plan.group + (ok ? rr / p.n_q : 0);
     const int qi = ok ? rr % p.n_q : 0;
     cp_async16(smem_u32(q_s + swizzle<D>(r, c)),
-               p.q + int64_t{qi} * p.q_stride + int64_t{head} * D + c * 8, ok);
+               q_g + int64_t{qi} * p.q_stride + int64_t{head} * D + c * 8, ok);
   }
   // Key tile t of the chunk into stage t % kStages (rows >= c1 become zeros).
   auto load_tile = [&](int t) {
@@ -139,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
     for (int i = 0; i < kBk * kChunks / kThreads; ++i) {
       const int f = tid + i * kThreads, r = f / kChunks, c = f % kChunks;
       const bool ok = k0 + r < c1;
-      const int64_t off = int64_t{ok ? k0 + r : 0} * p.kv_stride + c * 8;
+      const int64_t off = (ok ? key_row(k0 + r) : 0) * p.kv_stride + c * 8;
       cp_async16(smem_u32(ks + swizzle<D>(r, c)), k_g + off, ok);
       cp_async16(smem_u32(vs + swizzle<D>(r, c)), v_g + off, ok);
     }
@@ -163,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int rr = rg * kRows + lane / 4 + h * 8;
-    qpos[h] = p.q_pos0 + (rr < plan.rows ? rr % p.n_q : 0);
+    qpos[h] = kPaged ? kv_hi - 1 : p.q_pos0 + (rr < plan.rows ? rr % p.n_q : 0);
   }
   const int window = p.sliding_window;
 
@@ -260,23 +307,27 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
     }
     const int head = kvh * plan.group + rr / p.n_q, qi = rr % p.n_q;
     const float out = lsum > 0.f ? o / lsum : 0.f;
+    const int orow = kPaged ? seq : qi;  // output row
     if (plan.splits == 1) {
-      p.o[int64_t{qi} * p.o_stride + int64_t{head} * D + d] = __float2bfloat16(out);
+      p.o[int64_t{orow} * p.o_stride + int64_t{head} * D + d] = __float2bfloat16(out);
     } else {
-      const int64_t slot = (int64_t{split} * p.num_heads + head) * p.n_q + qi;
+      const int64_t pair = kPaged ? int64_t{seq} * p.num_heads + head : int64_t{head} * p.n_q + qi;
+      const int64_t slot = int64_t{split} * a.pairs() + pair;
       a.o_part[slot * D + d] = out;
       if (d == 0) a.lse_part[slot] = lsum > 0.f ? m_sc + __log2f(lsum) : -INFINITY;
     }
   }
 }
 
-// One warp per (head, query) pair, pair = head * n_q + query; lane covers
-// D/32 consecutive dims. Partial slot of split s: s * pairs + pair.
-template <int D>
+// One warp per (head, query) pair, pair = head * n_q + query (paged: b *
+// num_heads + head); lane covers D/32 consecutive dims. Partial slot of split
+// s: s * pairs + pair. Splits with lse = -inf hold no keys and are skipped
+// (their o_part is never written).
+template <int D, bool kPaged>
 __global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const DecodeArgs a) {
   constexpr int kPer = D / 32;
   const AttentionParams& p = a.p;
-  const int pairs = p.num_heads * p.n_q;
+  const int pairs = static_cast<int>(a.pairs());
   const int pair = blockIdx.x * kMergeWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (pair >= pairs) return;
   const int splits = a.plan.splits;
@@ -288,6 +339,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const De
   if (mx != -INFINITY) {
     for (int s = 0; s < splits; ++s) {
       const int64_t slot = int64_t{s} * pairs + pair;
+      if (a.lse_part[slot] == -INFINITY) continue;
       const float w = fast_exp2(a.lse_part[slot] - mx);
       const float2* src = reinterpret_cast<const float2*>(a.o_part + slot * D + lane * kPer);
       wsum += w;
@@ -300,26 +352,27 @@ __global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const De
     }
   }
   const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
-  const int head = pair / p.n_q, qi = pair % p.n_q;
-  __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(p.o + int64_t{qi} * p.o_stride +
+  const int head = kPaged ? pair % p.num_heads : pair / p.n_q;
+  const int orow = kPaged ? pair / p.num_heads : pair % p.n_q;  // output row
+  __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(p.o + int64_t{orow} * p.o_stride +
                                                           int64_t{head} * D + lane * kPer);
 #pragma unroll
   for (int j = 0; j < kPer / 2; ++j)
     dst[j] = __floats2bfloat162_rn(acc[2 * j] * inv, acc[2 * j + 1] * inv);
 }
 
-template <int D>
+template <int D, bool kPaged>
 cudaError_t launch_decode(const DecodeArgs& a, cudaStream_t stream) {
   constexpr size_t smem = DecodeSmem<D>::kBytes;
-  const auto kernel = decode_kernel<D>;
+  const auto kernel = decode_kernel<D, kPaged>;
   static std::atomic<uint64_t> prepared{0};
   cudaError_t err = prepare_kernel(kernel, smem, prepared);
   if (err != cudaSuccess) return err;
-  const dim3 grid(a.plan.row_groups, a.plan.splits, a.p.num_kv_heads);
+  const dim3 grid(a.plan.row_groups, a.plan.splits, a.p.num_kv_heads * a.batch);
   kernel<<<grid, kThreads, smem, stream>>>(a);
   if (err = cudaGetLastError(); err != cudaSuccess || a.plan.splits == 1) return err;
-  const int64_t pairs = int64_t{a.p.num_heads} * a.p.n_q;
-  decode_merge_kernel<D>
+  const int64_t pairs = a.pairs();
+  decode_merge_kernel<D, kPaged>
       <<<static_cast<unsigned>(ceil_div(pairs, kMergeWarps)), 32 * kMergeWarps, 0, stream>>>(a);
   return cudaGetLastError();
 }
@@ -352,9 +405,83 @@ cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStre
   }
   switch (p.head_dim) {
     case 64:
-      return launch_decode<64>(a, stream);
+      return launch_decode<64, false>(a, stream);
     case 128:
-      return launch_decode<128>(a, stream);
+      return launch_decode<128, false>(a, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+namespace {
+
+// The dense decode problem a paged call is planned as: one query at the
+// longest sequence's last position.
+AttentionParams as_dense(const PagedDecodeParams& pp) {
+  AttentionParams p;
+  p.q = pp.q;
+  p.k = pp.k;
+  p.v = pp.v;
+  p.o = pp.o;
+  p.q_stride = pp.q_stride;
+  p.kv_stride = pp.kv_stride;
+  p.o_stride = pp.o_stride;
+  p.num_heads = pp.num_heads;
+  p.num_kv_heads = pp.num_kv_heads;
+  p.head_dim = pp.head_dim;
+  p.n_q = 1;
+  p.n_kv = pp.max_seq_len;
+  p.q_pos0 = pp.max_seq_len - 1;
+  p.sliding_window = pp.sliding_window;
+  p.scale = pp.scale;
+  return p;
+}
+
+size_t paged_workspace_bytes(const AttentionParams& p, int64_t batch) {
+  const int64_t bound = split_bound(p, batch);
+  return bound > 1 ? size_t(bound) * batch * p.num_heads * (p.head_dim + 1) * sizeof(float) : 0;
+}
+
+}  // namespace
+
+size_t attention_paged_decode_workspace_bytes(const PagedDecodeParams& pp) {
+  const AttentionParams p = as_dense(pp);
+  if (!shape_ok(p) || pp.batch < 0) return 0;
+  // Fewer sequences may take more splits each: the most over 1..batch.
+  size_t bytes = 0;
+  for (int64_t b = 1; b <= pp.batch; ++b) bytes = std::max(bytes, paged_workspace_bytes(p, b));
+  return bytes;
+}
+
+cudaError_t attention_paged_decode(const PagedDecodeParams& pp, void* workspace,
+                                   cudaStream_t stream) {
+  const AttentionParams p = as_dense(pp);
+  if (pp.batch < 0 || pp.max_seq_len < 1 || pp.block_size < 1 || pp.table_stride < 1 ||
+      int64_t{pp.table_stride} * pp.block_size < pp.max_seq_len || pp.block_tables == nullptr ||
+      pp.seq_lens == nullptr || check_common(p) != cudaSuccess ||
+      int64_t{pp.num_kv_heads} * pp.batch > 65535 ||
+      int64_t{pp.num_heads} * pp.batch > INT32_MAX / 32)
+    return cudaErrorInvalidValue;
+  if (pp.batch == 0) return cudaSuccess;
+  DecodeArgs a{};
+  a.p = p;
+  a.plan = plan_decode(p, pp.batch);
+  a.scale_log2 = scale_log2(p);
+  a.block_tables = pp.block_tables;
+  a.seq_lens = pp.seq_lens;
+  a.table_stride = pp.table_stride;
+  a.block_size = pp.block_size;
+  a.batch = pp.batch;
+  if (a.plan.splits > 1) {
+    if (workspace == nullptr || !aligned16(workspace)) return cudaErrorInvalidValue;
+    a.o_part = static_cast<float*>(workspace);
+    a.lse_part = a.o_part + int64_t{a.plan.splits} * a.pairs() * p.head_dim;
+  }
+  switch (p.head_dim) {
+    case 64:
+      return launch_decode<64, true>(a, stream);
+    case 128:
+      return launch_decode<128, true>(a, stream);
     default:
       return cudaErrorInvalidValue;
   }

@@ -199,14 +199,15 @@ __global__ void embed_kernel(const bf16* __restrict__ table, const int32_t* __re
 // dst[i * dst_stride + j] = src[i * src_stride + j], j < width, in units of N.
 template <int N>
 __global__ void copy_rows_kernel(const bf16* __restrict__ src, int64_t src_stride,
-                                 bf16* __restrict__ dst, int64_t dst_stride, int64_t n,
-                                 int64_t width) {
+                                 bf16* __restrict__ dst, int64_t dst_stride,
+                                 const int32_t* __restrict__ dst_rows, int64_t n, int64_t width) {
   const int64_t units_per_row = width / N;
   const int64_t units = n * units_per_row;
   for (int64_t u = global_thread(); u < units; u += grid_threads()) {
     const int64_t row = u / units_per_row;
     const int64_t col = (u - row * units_per_row) * N;
-    copy<N>(src + row * src_stride + col, dst + row * dst_stride + col);
+    const int64_t to = dst_rows ? dst_rows[row] : row;
+    copy<N>(src + row * src_stride + col, dst + to * dst_stride + col);
   }
 }
 
@@ -322,7 +323,8 @@ cudaError_t launch_add_rmsnorm(float* residual, const bf16* delta, const bf16* w
 // sincosf runs once per row and group, not once per head.
 template <int N>
 __global__ void rope_kernel(bf16* x, int64_t stride, int64_t n, int heads, int head_dim,
-                            int64_t pos0, const float* __restrict__ inv_freq, float scaling) {
+                            int64_t pos0, const int32_t* __restrict__ positions,
+                            const float* __restrict__ inv_freq, float scaling) {
   const int half = head_dim / 2;
   const int groups = half / N;
   const int group = threadIdx.x % groups, lane = threadIdx.x / groups;
@@ -334,7 +336,7 @@ __global__ void rope_kernel(bf16* x, int64_t stride, int64_t n, int heads, int h
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
     // The angle is a float32 product, as HF computes it; sincosf (not
     // __sincosf) keeps its accuracy at positions in the 100k range.
-    const float pos = static_cast<float>(pos0 + row);
+    const float pos = static_cast<float>(positions ? positions[row] : pos0 + row);
     float c[N], s[N];
 #pragma unroll
     for (int i = 0; i < N; ++i) {
@@ -361,12 +363,13 @@ __global__ void rope_kernel(bf16* x, int64_t stride, int64_t n, int heads, int h
 
 template <int N>
 cudaError_t launch_rope(bf16* x, int64_t stride, int64_t n, int heads, int head_dim, int64_t pos0,
-                        const float* inv_freq, float scaling, cudaStream_t stream) {
+                        const int32_t* positions, const float* inv_freq, float scaling,
+                        cudaStream_t stream) {
   const int groups = head_dim / 2 / N;
   // About 128 threads per block; more lanes than heads would idle.
   const int lanes = std::max(1, std::min(heads, 128 / groups));
   rope_kernel<N><<<row_grid(n), groups * lanes, 0, stream>>>(x, stride, n, heads, head_dim, pos0,
-                                                             inv_freq, scaling);
+                                                             positions, inv_freq, scaling);
   return cudaGetLastError();
 }
 
@@ -431,8 +434,12 @@ cudaError_t to_residual(const bf16* x, int64_t count, float* residual, cudaStrea
   return launch_convert(x, residual, count, stream);
 }
 
-cudaError_t rope(bf16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim, int64_t pos0,
-                 const float* inv_freq, float attention_scaling, cudaStream_t stream) {
+namespace {
+
+// rope and rope_at: positions == nullptr means pos0 + i.
+cudaError_t rope_impl(bf16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim,
+                      int64_t pos0, const int32_t* positions, const float* inv_freq,
+                      float attention_scaling, cudaStream_t stream) {
   if (n < 0 || heads <= 0 || heads > INT32_MAX || head_dim < 2 || head_dim % 2 != 0 ||
       head_dim / 2 > kMaxRopeGroups || stride < heads * head_dim || pos0 < 0) {
     return cudaErrorInvalidValue;
@@ -441,9 +448,26 @@ cudaError_t rope(bf16* x, int64_t stride, int64_t n, int64_t heads, int64_t head
   if (!x || !inv_freq) return cudaErrorInvalidValue;
   const int h = static_cast<int>(heads), d = static_cast<int>(head_dim);
   if ((head_dim / 2) % kVec == 0 && stride % kVec == 0 && aligned16(x)) {
-    return launch_rope<kVec>(x, stride, n, h, d, pos0, inv_freq, attention_scaling, stream);
+    return launch_rope<kVec>(x, stride, n, h, d, pos0, positions, inv_freq, attention_scaling,
+                             stream);
   }
-  return launch_rope<1>(x, stride, n, h, d, pos0, inv_freq, attention_scaling, stream);
+  return launch_rope<1>(x, stride, n, h, d, pos0, positions, inv_freq, attention_scaling, stream);
+}
+
+}  // namespace
+
+cudaError_t rope(bf16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim, int64_t pos0,
+                 const float* inv_freq, float attention_scaling, cudaStream_t stream) {
+  return rope_impl(x, stride, n, heads, head_dim, pos0, nullptr, inv_freq, attention_scaling,
+                   stream);
+}
+
+cudaError_t rope_at(bf16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim,
+                    const int32_t* positions, const float* inv_freq, float attention_scaling,
+                    cudaStream_t stream) {
+  if (n > 0 && !positions) return cudaErrorInvalidValue;
+  return rope_impl(x, stride, n, heads, head_dim, 0, positions, inv_freq, attention_scaling,
+                   stream);
 }
 
 cudaError_t swiglu(const bf16* gu, int64_t n, int64_t inter, bf16* out, cudaStream_t stream) {
@@ -458,8 +482,11 @@ cudaError_t swiglu(const bf16* gu, int64_t n, int64_t inter, bf16* out, cudaStre
   return cudaGetLastError();
 }
 
-cudaError_t copy_rows(const bf16* src, int64_t src_stride, bf16* dst, int64_t dst_stride, int64_t n,
-                      int64_t width, cudaStream_t stream) {
+namespace {
+
+// copy_rows and scatter_rows: dst_rows == nullptr means row i.
+cudaError_t copy_rows_impl(const bf16* src, int64_t src_stride, bf16* dst, int64_t dst_stride,
+                           const int32_t* dst_rows, int64_t n, int64_t width, cudaStream_t stream) {
   if (n < 0 || width < 0 || src_stride < width || dst_stride < width) {
     return cudaErrorInvalidValue;
   }
@@ -468,12 +495,25 @@ cudaError_t copy_rows(const bf16* src, int64_t src_stride, bf16* dst, int64_t ds
   if (width % kVec == 0 && src_stride % kVec == 0 && dst_stride % kVec == 0 && aligned16(src) &&
       aligned16(dst)) {
     copy_rows_kernel<kVec><<<grid_for(n * (width / kVec)), kThreads, 0, stream>>>(
-        src, src_stride, dst, dst_stride, n, width);
+        src, src_stride, dst, dst_stride, dst_rows, n, width);
   } else {
-    copy_rows_kernel<1>
-        <<<grid_for(n * width), kThreads, 0, stream>>>(src, src_stride, dst, dst_stride, n, width);
+    copy_rows_kernel<1><<<grid_for(n * width), kThreads, 0, stream>>>(
+        src, src_stride, dst, dst_stride, dst_rows, n, width);
   }
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t copy_rows(const bf16* src, int64_t src_stride, bf16* dst, int64_t dst_stride, int64_t n,
+                      int64_t width, cudaStream_t stream) {
+  return copy_rows_impl(src, src_stride, dst, dst_stride, nullptr, n, width, stream);
+}
+
+cudaError_t scatter_rows(const bf16* src, int64_t src_stride, bf16* dst, int64_t dst_stride,
+                         const int32_t* dst_rows, int64_t n, int64_t width, cudaStream_t stream) {
+  if (n > 0 && !dst_rows) return cudaErrorInvalidValue;
+  return copy_rows_impl(src, src_stride, dst, dst_stride, dst_rows, n, width, stream);
 }
 
 }  // namespace tsa::kernels

@@ -39,6 +39,12 @@ cudaError_t to_residual(const __nv_bfloat16* x, int64_t count, float* residual,
 cudaError_t rope(__nv_bfloat16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim,
                  int64_t pos0, const float* inv_freq, float attention_scaling, cudaStream_t stream);
 
+// rope with per-row positions (a decode step over several sequences): row i
+// is at positions[i] (int32 [n] on the device, >= 0).
+cudaError_t rope_at(__nv_bfloat16* x, int64_t stride, int64_t n, int64_t heads, int64_t head_dim,
+                    const int32_t* positions, const float* inv_freq, float attention_scaling,
+                    cudaStream_t stream);
+
 // out[i, j] = silu(gu[i, j]) * gu[i, inter + j]   gu [n, 2*inter] (gate | up), out [n, inter]
 cudaError_t swiglu(const __nv_bfloat16* gu, int64_t n, int64_t inter, __nv_bfloat16* out,
                    cudaStream_t stream);
@@ -47,5 +53,12 @@ cudaError_t swiglu(const __nv_bfloat16* gu, int64_t n, int64_t inter, __nv_bfloa
 // (K/V of a chunk into the cache).
 cudaError_t copy_rows(const __nv_bfloat16* src, int64_t src_stride, __nv_bfloat16* dst,
                       int64_t dst_stride, int64_t n, int64_t width, cudaStream_t stream);
+
+// copy_rows to scattered rows: dst[dst_rows[i] * dst_stride + :width] =
+// src[i * src_stride + :width], dst_rows int32 [n] on the device, distinct
+// (K/V of a decode step into their paged-cache slots).
+cudaError_t scatter_rows(const __nv_bfloat16* src, int64_t src_stride, __nv_bfloat16* dst,
+                         int64_t dst_stride, const int32_t* dst_rows, int64_t n, int64_t width,
+                         cudaStream_t stream);
 
 }  // namespace tsa::kernels

@@ -10,6 +10,9 @@
 // Sparse Attention; --force-keep F makes each of them keep the fraction F of
 // the prefix instead of the coverage budget (the paper's operating points,
 // e.g. 0.456 and 0.326 at 128K; EngineOptions::force_keep_fraction).
+// --batch N adds a batched decode table: N sequences (tsa::Batch, paged KV
+// cache) each prefilled with C random tokens, then decoding together; tokens/s
+// summed over the batch.
 // --tp N runs one process per GPU (tools/tp_launch.h); rank 0 reports, and
 // decode bytes and GB/s are per GPU (weights and KV cache split N ways).
 #include <chrono>
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> prefill = {8192, 32768, 65536, 131072};
   std::vector<int64_t> decode_ctx = {1024, 32768, 131072};
   int64_t decode_steps = 64;
+  int64_t batch = 0;
   double force_keep = 0;
   bool random = false;
   int tp = 1;
@@ -57,6 +61,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--decode-steps", decode_steps, "Decode steps per context")->capture_default_str();
+  app.add_option("--batch", batch,
+                 "Also time batched decode of N sequences at each --decode-ctx (0 = off)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--config", config, "Sparsity config (default dense)");
   app.add_option("--force-keep", force_keep,
                  "Benchmarks: sparse layers keep this fraction of the prefix (0 = coverage budget)")
@@ -214,6 +221,51 @@ int main(int argc, char** argv) {
                                {"kv_bytes", kv_bytes},
                                {"weight_bytes", weight_bytes},
                                {"achieved_gb_per_s", gbps}});
+      }
+    }
+    if (batch > 0 && !decode_ctx.empty()) {
+      if (world > 1) throw tsa::Error("--batch is not supported with --tp");
+      std::printf(
+          "\n| batch | context | decode tok/s (sum) | ms/step | prefill s (all) |\n"
+          "| ---: | ---: | ---: | ---: | ---: |\n");
+      tsa::GenerateOptions g;
+      g.max_new_tokens = decode_steps + 1;
+      g.ignore_eos = true;
+      g.sampling.temperature = 0.f;
+      g.sampling.seed = 1;
+      for (int64_t ctx : decode_ctx) {
+        // Each sequence: C prompt tokens and the timed steps, in 16-token blocks.
+        const int64_t per_seq = ctx + decode_steps + 2;
+        std::vector<std::vector<int32_t>> prompts;
+        for (int64_t i = 0; i < batch; ++i) prompts.push_back(random_ids(ctx));
+        const auto t0 = Clock::now();
+        std::vector<tsa::GenerateResult> rs;
+        try {
+          tsa::Batch b(engine, {.block_size = 16,
+                                .kv_tokens = batch * per_seq,
+                                .max_seqs = batch,
+                                .max_seq_tokens = per_seq});
+          rs = b.generate(prompts, g);
+        } catch (const tsa::Error& e) {
+          std::printf("| %lld | %lld | - | - | - |  (%s)\n", static_cast<long long>(batch),
+                      static_cast<long long>(ctx), e.what());
+          continue;
+        }
+        const double total_ms = ms_since(t0);
+        // All prompts are prefilled (one by one) before the first batched
+        // step; the rest of the wall time is the steps.
+        double ttft_ms = 0;
+        for (const auto& r : rs) ttft_ms += r.timings.ttft_ms;
+        const double step_ms = (total_ms - ttft_ms) / decode_steps;
+        const double tps = batch * 1e3 / step_ms;
+        std::printf("| %lld | %lld | %.1f | %.3f | %.1f |\n", static_cast<long long>(batch),
+                    static_cast<long long>(ctx), tps, step_ms, ttft_ms / 1e3);
+        std::fflush(stdout);
+        j["batch_decode"].push_back({{"batch", batch},
+                                     {"context", ctx},
+                                     {"tokens_per_s", tps},
+                                     {"ms_per_step", step_ms},
+                                     {"prefill_ms", ttft_ms}});
       }
     }
     if (json_path == "-") {

@@ -84,6 +84,20 @@ void ModelRunner::fill_cache_random(int64_t) {
 int64_t Session::prefill_chunk() const {
   return impl_->chunk;
 }
+void ModelRunner::init_paged(const PagedKvShape&) {
+  throw Error("this backend has no batched decode (tsa::Batch)");
+}
+void ModelRunner::store_to_blocks(int64_t, std::span<const int32_t>) {
+  throw Error("this backend has no batched decode (tsa::Batch)");
+}
+void ModelRunner::forward_paged(const PagedStep&, std::vector<float>*) {
+  throw Error("this backend has no batched decode (tsa::Batch)");
+}
+void ModelRunner::sample_paged_on_device(const SamplingOptions&,
+                                         std::span<const std::span<const int32_t>>,
+                                         std::span<const double>, std::span<int32_t>) {
+  throw Error("this backend samples batched decode on the host");
+}
 int64_t Session::ctx_size() const {
   return impl_->runner->capacity();
 }

@@ -4,6 +4,7 @@
 // names its graph nodes so that a dump can be diffed against HF or llama.cpp.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include <fmt/format.h>
@@ -94,7 +95,8 @@ class CpuRunner final : public ModelRunner {
         sparsity_(sparsity && sparsity->any_sparse() ? sparsity : nullptr),
         cache_(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, context_size(cfg, o)),
         dump_(o.dump_dir, o.dump_filter),
-        measure_drift_(o.profile) {
+        measure_drift_(o.profile),
+        kvd_(cfg.num_kv_heads * cfg.head_dim) {
     if (sparsity_ && static_cast<int64_t>(sparsity_->layers.size()) != cfg.num_layers)
       throw Error("CPU model: the sparsity plan does not match the layer count");
   }
@@ -110,13 +112,30 @@ class CpuRunner final : public ModelRunner {
   void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                std::vector<float>& logits) override;
 
+  void init_paged(const PagedKvShape& shape) override;
+  void store_to_blocks(int64_t n_tokens, std::span<const int32_t> blocks) override;
+  void forward_paged(const PagedStep& step, std::vector<float>* logits) override;
+
  private:
   void reserve_scratch(int64_t n);
+  // The decoder layers and the head over the n rows of ids, whose positions
+  // are pos_[0, n) and RoPE tables cos_/sin_; `attend(il)` does layer il's
+  // attention (q_, k_, v_ rotated -> kqv_). Logits of the last n_logits rows.
+  template <typename Attend>
+  void run(std::span<const int32_t> ids, int64_t n_logits, std::vector<float>& logits,
+           Attend&& attend);
   // Self-attention of layer il for the n new tokens (q_, k_, v_ rotated):
   // appends their K/V to the cache and writes the attention output, before
   // o_proj, to kqv_ [n, heads * head_dim]. One call per layer, so that a
   // sparse-attention variant can take over the layers its plan marks.
   void attention_step(int64_t il, int64_t n, int64_t pos0);
+  // The same for a decode step over B sequences of the paged pool: row b's
+  // K/V go to its slot, then it attends its positions [0, pos[b]].
+  void paged_attention_step(int64_t il, const PagedStep& step);
+  // Row p of layer il's pool: [K heads | V heads], 2 * kv_heads * head_dim floats.
+  float* pool_row(int64_t il, int64_t block, int64_t slot) const {
+    return pool_.get() + ((il * paged_.n_blocks + block) * paged_.block_size + slot) * 2 * kvd_;
+  }
 
   const ModelConfig& cfg_;
   const ModelWeights& w_;
@@ -126,6 +145,13 @@ class CpuRunner final : public ModelRunner {
   bool measure_drift_;
   std::vector<float> x_in_;  // residual stream entering the layer (drift only)
   int64_t n_cached_ = 0;     // positions [0, n_cached_) hold valid K/V
+  int64_t kvd_ = 0;          // kv_heads * head_dim
+
+  // Paged pool (init_paged): [layers][n_blocks][block_size][K | V], left
+  // uninitialised so that untouched blocks commit no memory.
+  PagedKvShape paged_;
+  std::unique_ptr<float[]> pool_;
+  std::vector<float> kc_, vc_;  // one sequence's K, V gathered [len, kv_heads, head_dim]
 
   // Per-call scratch, [n, width], grown to the largest chunk seen and kept.
   int64_t scratch_rows_ = 0;
@@ -196,17 +222,90 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
   n_cached_ = pos0;          // rows >= pos0 are about to be overwritten
   reserve_scratch(n);
   dump_.begin_call(pos0);
-  profile_.tsa_keep.assign(cfg_.num_layers, -1);
+  for (int64_t i = 0; i < n; ++i) pos_[i] = pos0 + i;
+  const RopeFreqs freqs = rope_freqs(cfg_, pos0 + n);  // dynamic NTK depends on the length
+  rope_cos_sin(pos_.data(), n, cfg_.head_dim, freqs, cos_.data(), sin_.data());
+  run(ids, n_logits, logits, [&](int64_t il) { attention_step(il, n, pos0); });
+  n_cached_ = pos0 + n;
+}
 
+void CpuRunner::init_paged(const PagedKvShape& shape) {
+  if (pool_) throw Error("init_paged: the runner already has a block pool");
+  if (dump_.enabled()) throw Error("dumping intermediates is not supported with batched decode");
+  if (shape.n_blocks <= 0 || shape.block_size <= 0 || shape.max_seqs <= 0) {
+    throw Error(fmt::format("init_paged: {} blocks of {} tokens, {} sequences", shape.n_blocks,
+                            shape.block_size, shape.max_seqs));
+  }
+  paged_ = shape;
+  pool_.reset(new float[size_t(cfg_.num_layers) * shape.n_blocks * shape.block_size * 2 * kvd_]);
+}
+
+void CpuRunner::store_to_blocks(int64_t n_tokens, std::span<const int32_t> blocks) {
+  if (!pool_) throw Error("store_to_blocks: no block pool (init_paged)");
+  if (n_tokens < 0 || n_tokens > n_cached_)
+    throw Error(fmt::format("store_to_blocks: {} tokens, {} cached", n_tokens, n_cached_));
+  if (static_cast<int64_t>(blocks.size()) < paged_.blocks_for(n_tokens))
+    throw Error(fmt::format("store_to_blocks: {} blocks for {} tokens", blocks.size(), n_tokens));
+  for (int64_t il = 0; il < cfg_.num_layers; ++il) {
+    for (int64_t p = 0; p < n_tokens; ++p) {
+      float* row = pool_row(il, blocks[p / paged_.block_size], p % paged_.block_size);
+      std::copy_n(cache_.k(il) + p * kvd_, kvd_, row);
+      std::copy_n(cache_.v(il) + p * kvd_, kvd_, row + kvd_);
+    }
+  }
+}
+
+void CpuRunner::paged_attention_step(int64_t il, const PagedStep& step) {
+  const int64_t B = static_cast<int64_t>(step.ids.size()), bs = paged_.block_size;
+  const int64_t qd = cfg_.num_heads * cfg_.head_dim;
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* table = step.tables.data() + b * step.stride;
+    const int64_t pos = step.pos[b];
+    float* slot = pool_row(il, table[pos / bs], pos % bs);
+    std::copy_n(k_.data() + b * kvd_, kvd_, slot);
+    std::copy_n(v_.data() + b * kvd_, kvd_, slot + kvd_);
+    // Gathered into the contiguous layout cpu::attention reads, so that each
+    // row is computed exactly as a Session's decode step computes it (the
+    // same ids, bit for bit); the copy is O(context) per layer, cheap next
+    // to the matmuls of this reference backend.
+    kc_.resize((pos + 1) * kvd_);
+    vc_.resize((pos + 1) * kvd_);
+    for (int64_t p = 0; p <= pos; ++p) {
+      const float* row = pool_row(il, table[p / bs], p % bs);
+      std::copy_n(row, kvd_, kc_.data() + p * kvd_);
+      std::copy_n(row + kvd_, kvd_, vc_.data() + p * kvd_);
+    }
+    cpu::attention(q_.data() + b * qd, kc_.data(), vc_.data(), 1, pos, cfg_.num_heads,
+                   cfg_.num_kv_heads, cfg_.head_dim, cfg_.sliding_window, kqv_.data() + b * qd);
+  }
+}
+
+void CpuRunner::forward_paged(const PagedStep& step, std::vector<float>* logits) {
+  const int64_t B = static_cast<int64_t>(step.ids.size());
+  if (!pool_) throw Error("forward_paged: no block pool (init_paged)");
+  if (!logits) throw Error("forward_paged: the CPU backend returns logits on the host");
+  check_paged_step(step, paged_);
+  reserve_scratch(B);
+  // Per row RoPE: its own position, and its own length for dynamic NTK.
+  const int64_t half = cfg_.head_dim / 2;
+  for (int64_t b = 0; b < B; ++b) {
+    pos_[b] = step.pos[b];
+    const RopeFreqs freqs = rope_freqs(cfg_, pos_[b] + 1);
+    rope_cos_sin(&pos_[b], 1, cfg_.head_dim, freqs, cos_.data() + b * half, sin_.data() + b * half);
+  }
+  run(step.ids, B, *logits, [&](int64_t il) { paged_attention_step(il, step); });
+}
+
+template <typename Attend>
+void CpuRunner::run(std::span<const int32_t> ids, int64_t n_logits, std::vector<float>& logits,
+                    Attend&& attend) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  profile_.tsa_keep.assign(cfg_.num_layers, -1);
   const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int64_t nh = cfg_.num_heads, nkv = cfg_.num_kv_heads, hd = cfg_.head_dim;
   const double eps = cfg_.rms_norm_eps;
   float *x = x_.data(), *cur = cur_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
   float *kqv = kqv_.data(), *proj = proj_.data(), *gate = gate_.data(), *up = up_.data();
-
-  for (int64_t i = 0; i < n; ++i) pos_[i] = pos0 + i;
-  const RopeFreqs freqs = rope_freqs(cfg_, pos0 + n);  // dynamic NTK depends on the length
-  rope_cos_sin(pos_.data(), n, hd, freqs, cos_.data(), sin_.data());
 
   cpu::embed(*w_.tok_embd, ids.data(), n, x);
   dump_("inp_embd", -1, x, {n, H});
@@ -229,7 +328,7 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
     dump_("Qrope", il, q, {n, nh, hd});
     dump_("Krope", il, k, {n, nkv, hd});
 
-    attention_step(il, n, pos0);
+    attend(il);
     dump_("kqv_out", il, kqv, {n, nh * hd});
     cpu::matmul(kqv, n, nh * hd, *L.wo, L.bo, proj);
     dump_("attn_out", il, proj, {n, H});
@@ -262,7 +361,6 @@ void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_lo
       profile_.layer_drift[il] = sum / n;
     }
   }
-  n_cached_ = pos0 + n;
 
   // Logits of the last n_logits tokens only.
   const int64_t rows = n_logits;

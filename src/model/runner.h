@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "model/paged_kv.h"
 #include "model/weights.h"
 #include "tsa/engine.h"
 
@@ -41,6 +42,30 @@ class ModelRunner {
   }
   // See Session::fill_cache_random; backends without it throw.
   virtual void fill_cache_random(int64_t n_tokens);
+
+  // Batched decode over a paged KV cache (tsa::Batch; model/paged_kv.h has
+  // the layout). The contiguous cache above stays the prefill path: a
+  // sequence is prefilled with forward() as in a Session, then its rows are
+  // copied into its blocks. Backends without batched decode throw from
+  // init_paged, so a Batch fails before computing anything.
+  //
+  // Allocates the block pool (once per runner).
+  virtual void init_paged(const PagedKvShape& shape);
+  // Copies positions [0, n_tokens) of the contiguous cache (the last
+  // prefill) into `blocks` (at least blocks_for(n_tokens) of them).
+  virtual void store_to_blocks(int64_t n_tokens, std::span<const int32_t> blocks);
+  // One decode step (PagedStep): logits [B, vocab] to `logits`, or with
+  // logits == nullptr left on the device for sample_paged_on_device.
+  virtual void forward_paged(const PagedStep& step, std::vector<float>* logits);
+  // True when forward_paged(step, nullptr) + sample_paged_on_device is the
+  // decode path (the GPU); the host then never sees the logits.
+  virtual bool samples_on_device() const { return false; }
+  // Row b's token from the last forward_paged's logits, sampled on the
+  // device with the CPU Sampler's semantics (histories[b] the penalty
+  // windows, uniforms[b] the draws) into out[b].
+  virtual void sample_paged_on_device(const SamplingOptions& options,
+                                      std::span<const std::span<const int32_t>> histories,
+                                      std::span<const double> uniforms, std::span<int32_t> out);
   // Timings of the last forward (empty unless the backend profiles).
   const ForwardProfile& profile() const { return profile_; }
 

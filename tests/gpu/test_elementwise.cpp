@@ -3,8 +3,10 @@
 // vector and the scalar paths (unaligned pointers and strides), poisoned
 // outputs (every element written, nothing outside the output touched), grids
 // that need their loops, and argument checks.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -315,12 +317,13 @@ struct RopeCase {
   int64_t n, heads, head_dim, stride, pos0;
   RopeType type;
   size_t offset;
+  bool scattered = false;  // rope_at: row i at an arbitrary position (a decode batch)
 };
 
 void check_rope(const RopeCase& c) {
-  SCOPED_TRACE(::testing::Message()
-               << "n " << c.n << " heads " << c.heads << " head_dim " << c.head_dim << " stride "
-               << c.stride << " pos0 " << c.pos0 << " offset " << c.offset);
+  SCOPED_TRACE(::testing::Message() << "n " << c.n << " heads " << c.heads << " head_dim "
+                                    << c.head_dim << " stride " << c.stride << " pos0 " << c.pos0
+                                    << " offset " << c.offset << " scattered " << c.scattered);
   const int64_t n = c.n, heads = c.heads, hd = c.head_dim, stride = c.stride;
   const size_t off = c.offset;
   const RopeFreqs f = rope_freqs(rope_config(hd, c.type), c.pos0 + n);
@@ -335,15 +338,23 @@ void check_rope(const RopeCase& c) {
     }
   }
   std::vector<int64_t> pos(n);
-  for (int64_t i = 0; i < n; ++i) pos[i] = c.pos0 + i;
+  std::vector<int32_t> pos32(n);
+  for (int64_t i = 0; i < n; ++i) {
+    pos[i] = c.scattered ? c.pos0 + (i * 7919) % 5003 : c.pos0 + i;
+    pos32[i] = static_cast<int32_t>(pos[i]);
+  }
   apply_rope(ref.data(), pos.data(), n, heads, hd, f);
 
   DeviceBuffer<bf16> d_x;
   upload(d_x, x);
   DeviceBuffer<float> d_freq;
   upload(d_freq, f.inv_freq);
-  ASSERT_EQ(kernels::rope(d_x.get() + off, stride, n, heads, hd, c.pos0, d_freq.get(),
-                          f.attention_scaling, 0),
+  DeviceBuffer<int32_t> d_pos;
+  upload(d_pos, pos32);
+  ASSERT_EQ(c.scattered ? kernels::rope_at(d_x.get() + off, stride, n, heads, hd, d_pos.get(),
+                                           d_freq.get(), f.attention_scaling, 0)
+                        : kernels::rope(d_x.get() + off, stride, n, heads, hd, c.pos0, d_freq.get(),
+                                        f.attention_scaling, 0),
             cudaSuccess);
   TSA_CUDA_OK(cudaDeviceSynchronize());
   const auto got_all = d_x.download();
@@ -393,6 +404,16 @@ TEST(Rope, UnalignedTakesTheScalarPath) {
   TSA_REQUIRE_GPU();
   check_rope({3, 4, 128, 4 * 128, 100, RopeType::Llama3, 1});
   check_rope({3, 4, 128, 4 * 128 + 3, 100, RopeType::Default, 0});  // odd stride
+}
+
+TEST(Rope, PerRowPositions) {
+  TSA_REQUIRE_GPU();
+  // A decode step of several sequences: q and k heads of fused qkv rows,
+  // each row at its own position.
+  check_rope({8, 40, 128, 48 * 128, 0, RopeType::Llama3, 0, true});
+  check_rope({33, 9, 64, 9 * 64, 100000, RopeType::Yarn, 0, true});
+  check_rope({5, 3, 18, 3 * 18 + 1, 7, RopeType::Default, 0, true});  // scalar path
+  check_rope({3, 4, 128, 4 * 128, 100, RopeType::Default, 1, true});  // unaligned
 }
 
 TEST(Rope, MoreRowsThanOneGrid) {
@@ -472,6 +493,50 @@ TEST(CopyRows, CopiesStridedRows) {
   check_copy_rows(131072 + 5, 128, 128, 136, 0);  // more units than one grid pass
 }
 
+// Rows to scattered destinations (K/V of a decode step into paged-cache
+// slots): listed rows get their source row, all others keep the poison.
+void check_scatter_rows(int64_t n, int64_t width, int64_t src_stride, int64_t dst_stride,
+                        int64_t dst_rows_total, size_t off) {
+  SCOPED_TRACE(::testing::Message() << "n " << n << " width " << width << " strides " << src_stride
+                                    << "/" << dst_stride << " offset " << off);
+  const std::vector<bf16> src =
+      test::to_bf16(test::random_floats(n * src_stride + off, 950 + width));
+  std::vector<int32_t> rows(dst_rows_total);
+  std::iota(rows.begin(), rows.end(), 0);
+  std::shuffle(rows.begin(), rows.end(), std::mt19937(static_cast<unsigned>(n + width)));
+  rows.resize(n);
+  std::vector<int64_t> from(dst_rows_total, -1);
+  for (int64_t i = 0; i < n; ++i) from[rows[i]] = i;
+  DeviceBuffer<bf16> d_src, d_dst(dst_rows_total * dst_stride + off);
+  DeviceBuffer<int32_t> d_rows;
+  upload(d_src, src);
+  upload(d_rows, rows);
+  d_dst.poison();
+  ASSERT_EQ(kernels::scatter_rows(d_src.get() + off, src_stride, d_dst.get() + off, dst_stride,
+                                  d_rows.get(), n, width, 0),
+            cudaSuccess);
+  TSA_CUDA_OK(cudaDeviceSynchronize());
+  const auto got = d_dst.download();
+  for (int64_t r = 0; r < dst_rows_total; ++r) {
+    for (int64_t j = 0; j < dst_stride; ++j) {
+      const uint16_t g = bits(got[off + r * dst_stride + j]);
+      if (from[r] >= 0 && j < width) {
+        ASSERT_EQ(g, bits(src[off + from[r] * src_stride + j])) << "row " << r << " column " << j;
+      } else {
+        ASSERT_EQ(g, kPoison16) << "row " << r << " column " << j << " was not written to";
+      }
+    }
+  }
+}
+
+TEST(ScatterRows, WritesListedRowsOnly) {
+  TSA_REQUIRE_GPU();
+  check_scatter_rows(1, 2048, 6144, 2048, 64, 0);    // K|V of one qkv row into a slot
+  check_scatter_rows(8, 2048, 6144, 2048, 1000, 0);  // a decode step of 8 sequences
+  check_scatter_rows(7, 13, 17, 15, 20, 0);          // odd widths and strides
+  check_scatter_rows(5, 1024, 1032, 1040, 9, 1);     // unaligned pointers
+}
+
 // ---- argument checks --------------------------------------------------------------------
 
 TEST(ElementwiseArgs, RejectBadShapesAndAcceptEmpty) {
@@ -485,6 +550,9 @@ TEST(ElementwiseArgs, RejectBadShapesAndAcceptEmpty) {
   EXPECT_EQ(kernels::embed(a.get(), ids.get(), 2, 0, 10, b.get(), 0), bad);
   EXPECT_EQ(kernels::embed(a.get(), ids.get(), -1, 64, 10, b.get(), 0), bad);
   EXPECT_EQ(kernels::add_rmsnorm(r.get(), a.get(), a.get(), 1e-5f, 1, 16385, b.get(), 0), bad);
+  EXPECT_EQ(kernels::rope_at(a.get(), 128, 2, 1, 128, nullptr, freq.get(), 1.f, 0), bad);
+  EXPECT_EQ(kernels::scatter_rows(a.get(), 64, b.get(), 64, nullptr, 2, 64, 0), bad);
+  EXPECT_EQ(kernels::scatter_rows(a.get(), 64, b.get(), 64, nullptr, 0, 64, 0), cudaSuccess);
   EXPECT_EQ(kernels::add_rmsnorm(r.get(), a.get(), a.get(), -1.0f, 1, 64, b.get(), 0), bad);
   EXPECT_EQ(kernels::add_rmsnorm(r.get(), a.get(), nullptr, 1e-5f, 1, 64, b.get(), 0), bad);
   EXPECT_EQ(kernels::rope(a.get(), 128, 1, 1, 127, 0, freq.get(), 1.0f, 0), bad);  // odd
