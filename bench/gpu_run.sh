@@ -66,7 +66,8 @@ if has sanitize; then
   # One memcheck per test binary, all at once (the GPU has room; memcheck is
   # mostly host-bound), each with its own log and exit status.
   log "compute-sanitizer memcheck"
-  for t in test_attention test_elementwise test_sampling test_cuda_model test_tsa_select test_cuda_tsa; do
+  for t in test_attention test_attention_paged test_elementwise test_sampling test_cuda_model \
+           test_tsa_select test_cuda_tsa test_cuda_batch; do
     [ -x "$BUILD/tests/$t" ] || continue
     ( timeout "${MEMCHECK_TIMEOUT:-400}" compute-sanitizer --tool memcheck --error-exitcode 9 \
         "$BUILD/tests/$t" --gtest_brief=1 > "$OUT/memcheck_$t.log" 2>&1
