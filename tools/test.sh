@@ -25,6 +25,9 @@ bash tools/get_default_model.sh "$BUILD/pyenv"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/$BUILD/install" \
   "${cuda_args[@]}"
 cmake --build "$BUILD" -j"$JOBS"
+# Tests run -j$JOBS at once: two OpenMP threads each keep a many-core
+# machine from being oversubscribed (small-matmul tests then crawl).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # GPU tests carry the label gpu and skip themselves without a GPU; CI has none.
 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" -LE gpu
 
