@@ -16,14 +16,8 @@
 //            norm)
 //
 // executed as A(0, *), B(0), [C(l-1, c), A(l, c) for each c], B(l), ..., C(L-1, *), final norm,
-// lm_head on the requested rows only.
-//
-// Batched decode (tsa::Batch, forward_paged): the same stages over B rows,
-// one per sequence, with three changes: RoPE takes each row's position,
-// K/V go to each row's slot of the paged pool (model/paged_kv.h) instead of
-// the contiguous cache, and attention is kernels::attention_paged_decode
-// over each row's block table. Prefill still runs through the contiguous
-// cache; store_to_blocks then copies a sequence's rows into its blocks.
+// lm_head on the requested rows only. Batched decode over the paged KV
+// cache (tsa::Batch) is in cuda_batch.cpp.
 //
 // Tensor parallelism (src/plan/tp_plan.h): each rank runs the above with its
 // heads and MLP features (cfg_ is the rank's local_config); the o_proj and
@@ -37,6 +31,7 @@
 #include "cpu/rope.h"
 #include "cpu/tsa_reference.h"
 #include "cuda/cuda_check.h"
+#include "cuda/cuda_model.h"
 #include "cuda/cuda_runner.h"
 #include "cuda/cuda_weights.h"
 #include "cuda/device_buffer.h"
@@ -51,130 +46,7 @@
 #include "plan/memory_plan.h"
 
 namespace tsa {
-
-namespace {
-
-using bf16 = __nv_bfloat16;
-
-// Queries per forward call up to which the split-KV decode kernel is used.
-constexpr int64_t kDecodeMaxRows = 8;
-// The smallest prefill chunk chosen automatically when memory is short.
-constexpr int64_t kMinAutoChunk = 2048;
-
-class CudaRunner final : public ModelRunner {
- public:
-  CudaRunner(const Engine::Impl& e, const SessionOptions& o);
-  ~CudaRunner() override {
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-    if (stream_) cudaStreamDestroy(stream_);
-  }
-
-  int64_t capacity() const override { return plan_.options.ctx; }
-  int64_t preferred_chunk() const override { return plan_.options.max_tokens; }
-  void forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
-               std::vector<float>& logits) override {
-    run(ids, pos0, n_logits, &logits);
-  }
-  bool forward_on_device(std::span<const int32_t> ids, int64_t pos0) override {
-    run(ids, pos0, 1, nullptr);
-    return true;
-  }
-  void fill_cache_random(int64_t n_tokens) override;
-  int32_t sample_on_device(const SamplingOptions& options, std::span<const int32_t> history,
-                           double uniform) override;
-
-  void init_paged(const PagedKvShape& shape) override;
-  void store_to_blocks(int64_t n_tokens, std::span<const int32_t> blocks) override;
-  void forward_paged(const PagedStep& step, std::vector<float>* logits) override;
-  bool samples_on_device() const override { return true; }
-  void sample_paged_on_device(const SamplingOptions& options,
-                              std::span<const std::span<const int32_t>> histories,
-                              std::span<const double> uniforms, std::span<int32_t> out) override;
-
- private:
-  // Events around each layer's attention (profile mode): 2 per layer + 2 for the call.
-  std::vector<cudaEvent_t> events_;
-  // forward(); with logits == nullptr the last row's logits stay on the
-  // device (last_logits_) and nothing waits for the stream.
-  void run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
-           std::vector<float>* logits);
-  // paged: rows at their own positions, K/V into their pool slots (the
-  // step's device arrays, forward_paged), pos0 unused.
-  void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta,
-               bool paged = false);
-  void attention(int64_t l, int64_t n, int64_t pos0);
-  void paged_attention(int64_t l, int64_t B, int64_t max_len);
-  // Selection + sparse attention of layer l for the chunk of n rows at pos0,
-  // over the keys [0, pos0 + n).
-  void sparse_attention(int64_t l, int64_t n, int64_t pos0, kernels::AttentionParams p);
-  // profile_.tsa_keep from the layers' device counts (after the stream sync).
-  void read_tsa_keep();
-  void stage_c(int64_t l, int64_t c0, int64_t cn);
-  // delta[cn, hidden] = x[cn, k] w^T (+ bias), summed over the ranks.
-  void project_out(const bf16* x, int64_t cn, int64_t k, const bf16* w, const bf16* bias,
-                   bf16* delta);
-  // logits[qn, vocab] fp32 of the normed rows x[qn, hidden].
-  void lm_head(const bf16* x, int64_t qn, float* logits);
-  void update_rope(int64_t seq_len);
-  // Layer l's cache: [ctx][K heads | V heads] bf16 rows of 2 * kv_row_
-  // elements (as k and v sit in a qkv row, so one copy stores both).
-  bf16* kv_cache(int64_t l) const { return kv_.at<bf16>(size_t(l) * layer_kv_bytes_); }
-  // Layer l's paged pool: [n_blocks * block_size slots][K heads | V heads].
-  bf16* pool(int64_t l) const {
-    return pool_.at<bf16>(size_t(l) * paged_.n_blocks * paged_.block_size * 2 * kv_row_ *
-                          sizeof(bf16));
-  }
-  // Per-step int32 arrays of forward_paged, in paged_io_: [max_seqs] each of
-  // positions, slots and lengths, then [max_seqs][table_cap] block tables,
-  // then [max_seqs] sampled ids; store_to_blocks' slots reuse the start
-  // ([capacity] ints, part of the size).
-  enum class PagedIo { Pos, Slot, Len, Tables, Out };
-  int32_t* paged_io(PagedIo what) const {
-    const int64_t m = paged_.max_seqs;
-    const int64_t at[] = {0, m, 2 * m, 3 * m, 3 * m + m * paged_table_cap_};
-    return paged_io_.at<int32_t>(0) + at[static_cast<int>(what)];
-  }
-  template <typename T>
-  T* buf(Buf b) const {
-    return act_.at<T>(plan_.at(b));
-  }
-  void check(cudaError_t e, const char* op, int64_t n) const {
-    cuda_check(e, fmt::format("{} (n={}, layer step)", op, n));
-  }
-
-  const ModelConfig cfg_;  // the rank's shapes under tensor parallelism
-  const SparsityPlan& sparsity_;
-  std::shared_ptr<const CudaWeights> w_;
-  const TpPlan* tp_;                   // null without tensor parallelism
-  const RankPlan* rank_;               // this rank's part of tp_
-  std::shared_ptr<DistContext> dist_;  // null without tensor parallelism
-  int64_t total_heads_;                // query heads of all ranks
-  MemoryPlan plan_;
-  size_t layer_kv_bytes_ = 0;
-  DeviceBlock kv_, act_, rope_dev_;
-  size_t decode_ws_bytes_ = 0;
-  size_t sample_ws_bytes_ = 0;
-  DeviceBlock sample_io_;               // [ctx] int32 penalty history + [1] chosen id
-  const float* last_logits_ = nullptr;  // device row of the last forward's last token
-  std::unique_ptr<Gemm> gemm_;
-  cudaStream_t stream_ = nullptr;
-  int64_t n_cached_ = 0;
-  // Paged decode (init_paged): the pool, the step's arrays, the attention
-  // workspace, sampling histories [max_seqs][capacity], and where the last
-  // forward_paged left its [B, vocab] logits.
-  PagedKvShape paged_;
-  int64_t paged_table_cap_ = 0;  // blocks one sequence may own: blocks_for(capacity)
-  DeviceBlock pool_, paged_io_, paged_ws_, paged_hist_;
-  const float* paged_logits_ = nullptr;
-  int64_t paged_rows_ = 0;           // B of the last forward_paged
-  std::vector<int32_t> paged_host_;  // staging for the step's arrays
-  int64_t qkv_width_ = 0;
-  int64_t kv_row_ = 0;         // num_kv_heads * head_dim
-  int64_t rope_len_ = -1;      // seq_len the device inv_freq was computed for
-  float rope_scaling_ = 1.f;   // attention_scaling (yarn)
-  bool tsa_ = false;           // some layer may run Token Sparse Attention
-  std::vector<char> tsa_ran_;  // per layer: sparse in the last forward
-};
+namespace cuda_backend {
 
 CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
     : cfg_(e.rank() ? local_config(e.config, *e.rank()) : e.config),
@@ -304,212 +176,6 @@ void CudaRunner::fill_cache_random(int64_t n_tokens) {
   }
   cuda_check(cudaStreamSynchronize(stream_), "fill_cache_random");
   n_cached_ = n_tokens;
-}
-
-void CudaRunner::init_paged(const PagedKvShape& shape) {
-  if (pool_.data()) throw Error("init_paged: the runner already has a block pool");
-  if (shape.n_blocks <= 0 || shape.block_size <= 0 || shape.max_seqs <= 0) {
-    throw Error(fmt::format("init_paged: {} blocks of {} tokens, {} sequences", shape.n_blocks,
-                            shape.block_size, shape.max_seqs));
-  }
-  // One RoPE table serves every row; dynamic NTK's depends on each row's length.
-  if (cfg_.rope_scaling.type == RopeType::Dynamic)
-    throw Error("batched decode on CUDA does not support dynamic NTK RoPE scaling");
-  const int64_t rows =
-      std::min({plan_.options.max_tokens, plan_.options.chunk, plan_.options.logits_rows});
-  if (shape.max_seqs > rows) {
-    throw Error(fmt::format("batched decode on CUDA: {} sequences at once, at most {}",
-                            shape.max_seqs, rows));
-  }
-  paged_ = shape;
-  paged_table_cap_ = shape.blocks_for(capacity());
-  const size_t pool_bytes =
-      size_t(cfg_.num_layers) * shape.n_blocks * shape.block_size * 2 * kv_row_ * sizeof(bf16);
-  const size_t io_ints =
-      std::max<size_t>(4 * shape.max_seqs + shape.max_seqs * paged_table_cap_, capacity());
-  kernels::PagedDecodeParams pp;
-  pp.batch = static_cast<int32_t>(shape.max_seqs);
-  pp.max_seq_len = static_cast<int32_t>(capacity());
-  pp.num_heads = static_cast<int32_t>(cfg_.num_heads);
-  pp.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
-  pp.head_dim = static_cast<int32_t>(cfg_.head_dim);
-  const size_t ws_bytes = kernels::attention_paged_decode_workspace_bytes(pp);
-  const size_t hist_bytes = size_t(shape.max_seqs) * capacity() * sizeof(int32_t);
-  cudaDeviceProp prop{};
-  int dev = 0;
-  cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
-  cuda_check(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
-  const size_t need = pool_bytes + io_ints * sizeof(int32_t) + ws_bytes + hist_bytes;
-  if (need > device_memory().free) {
-    throw Error(fmt::format(
-        "{}: the paged KV cache ({} blocks of {} tokens) and its buffers need {}, {} free; "
-        "lower BatchOptions::kv_tokens",
-        prop.name, shape.n_blocks, shape.block_size, format_bytes(need),
-        format_bytes(device_memory().free)));
-  }
-  pool_ = DeviceBlock(pool_bytes, "paged KV cache");
-  paged_io_ = DeviceBlock(io_ints * sizeof(int32_t), "paged decode step arrays");
-  if (ws_bytes > 0) paged_ws_ = DeviceBlock(ws_bytes, "paged attention workspace");
-  paged_hist_ = DeviceBlock(hist_bytes, "batched sampling histories");
-}
-
-void CudaRunner::store_to_blocks(int64_t n_tokens, std::span<const int32_t> blocks) {
-  if (!pool_.data()) throw Error("store_to_blocks: no block pool (init_paged)");
-  if (n_tokens < 0 || n_tokens > n_cached_)
-    throw Error(fmt::format("store_to_blocks: {} tokens, {} cached", n_tokens, n_cached_));
-  if (static_cast<int64_t>(blocks.size()) < paged_.blocks_for(n_tokens))
-    throw Error(fmt::format("store_to_blocks: {} blocks for {} tokens", blocks.size(), n_tokens));
-  if (n_tokens == 0) return;
-  // Slot of position p: blocks[p / block_size] * block_size + p % block_size.
-  paged_host_.resize(n_tokens);
-  for (int64_t p = 0; p < n_tokens; ++p) {
-    const int32_t b = blocks[p / paged_.block_size];
-    if (b < 0 || b >= paged_.n_blocks)
-      throw Error(fmt::format("store_to_blocks: block {} (pool of {})", b, paged_.n_blocks));
-    paged_host_[p] = static_cast<int32_t>(b * paged_.block_size + p % paged_.block_size);
-  }
-  int32_t* slots = paged_io_.at<int32_t>(0);
-  cuda_check(cudaMemcpyAsync(slots, paged_host_.data(), n_tokens * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, stream_),
-             "slots upload");
-  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
-    check(kernels::scatter_rows(kv_cache(l), 2 * kv_row_, pool(l), 2 * kv_row_, slots, n_tokens,
-                                2 * kv_row_, stream_),
-          "prefilled k, v to their blocks", n_tokens);
-  }
-  // paged_host_ and the slots are reused by the next step.
-  cuda_check(cudaStreamSynchronize(stream_), "store_to_blocks");
-}
-
-void CudaRunner::paged_attention(int64_t l, int64_t B, int64_t max_len) {
-  kernels::PagedDecodeParams p;
-  p.q = buf<bf16>(Buf::Qkv);
-  p.k = pool(l);
-  p.v = pool(l) + kv_row_;
-  p.o = buf<bf16>(Buf::Attn);
-  p.q_stride = qkv_width_;
-  p.kv_stride = 2 * kv_row_;
-  p.o_stride = cfg_.num_heads * cfg_.head_dim;
-  p.block_tables = paged_io(PagedIo::Tables);
-  p.table_stride = paged_table_cap_;
-  p.seq_lens = paged_io(PagedIo::Len);
-  p.block_size = static_cast<int32_t>(paged_.block_size);
-  p.batch = static_cast<int32_t>(B);
-  p.max_seq_len = static_cast<int32_t>(max_len);
-  p.num_heads = static_cast<int32_t>(cfg_.num_heads);
-  p.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
-  p.head_dim = static_cast<int32_t>(cfg_.head_dim);
-  p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
-  check(kernels::attention_paged_decode(p, paged_ws_.data(), stream_), "attention_paged_decode", B);
-}
-
-void CudaRunner::forward_paged(const PagedStep& step, std::vector<float>* logits) {
-  if (!pool_.data()) throw Error("forward_paged: no block pool (init_paged)");
-  check_paged_step(step, paged_);
-  const int64_t B = static_cast<int64_t>(step.ids.size());
-  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, bs = paged_.block_size;
-  if (step.stride > paged_table_cap_) {
-    throw Error(fmt::format("forward_paged: tables of {} blocks, a sequence holds at most {}",
-                            step.stride, paged_table_cap_));
-  }
-  // The step's arrays, staged as they sit in paged_io_ (one upload).
-  const int64_t m = paged_.max_seqs;
-  paged_host_.assign(3 * m + m * paged_table_cap_, 0);
-  int64_t max_len = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t pos = step.pos[b];
-    if (pos >= capacity())
-      throw Error(
-          fmt::format("forward_paged: row {} at position {}, context {}", b, pos, capacity()));
-    const int32_t* table = step.tables.data() + b * step.stride;
-    paged_host_[b] = static_cast<int32_t>(pos);
-    paged_host_[m + b] = static_cast<int32_t>(table[pos / bs] * bs + pos % bs);
-    paged_host_[2 * m + b] = static_cast<int32_t>(pos + 1);
-    std::copy(table, table + step.stride, paged_host_.begin() + 3 * m + b * paged_table_cap_);
-    max_len = std::max(max_len, pos + 1);
-  }
-  update_rope(max_len);  // computed once (dynamic NTK is refused in init_paged)
-  cuda_check(cudaMemcpyAsync(paged_io(PagedIo::Pos), paged_host_.data(),
-                             paged_host_.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
-             "paged step upload");
-  int32_t* dev_ids = buf<int32_t>(Buf::Ids);
-  cuda_check(cudaMemcpyAsync(dev_ids, step.ids.data(), B * sizeof(int32_t), cudaMemcpyHostToDevice,
-                             stream_),
-             "token ids upload");
-  float* resid = buf<float>(Buf::Residual);
-  bf16* norm = buf<bf16>(Buf::Norm);
-  bf16* delta = buf<bf16>(Buf::Delta);
-  // B <= chunk (init_paged): every stage over all rows at once.
-  check(kernels::embed(w_->tok_embd, dev_ids, B, H, V, norm, stream_), "embed", B);
-  check(kernels::to_residual(norm, B * H, resid, stream_), "to_residual", B);
-  stage_a(0, 0, B, 0, nullptr, true);
-  paged_attention(0, B, max_len);
-  for (int64_t l = 1; l < cfg_.num_layers; ++l) {
-    stage_c(l - 1, 0, B);
-    stage_a(l, 0, B, 0, delta, true);
-    paged_attention(l, B, max_len);
-  }
-  stage_c(cfg_.num_layers - 1, 0, B);
-  check(kernels::add_rmsnorm(resid, delta, w_->final_norm, static_cast<float>(cfg_.rms_norm_eps), B,
-                             H, norm, stream_),
-        "final norm", B);
-  float* dev_logits = buf<float>(Buf::Logits);
-  lm_head(norm, B, dev_logits);  // B <= logits_rows (init_paged)
-  paged_logits_ = dev_logits;
-  paged_rows_ = B;
-  last_logits_ = nullptr;  // Buf::Logits now holds this step's rows
-  if (logits) {
-    logits->resize(size_t(B) * V);
-    cuda_check(cudaMemcpyAsync(logits->data(), dev_logits, B * V * sizeof(float),
-                               cudaMemcpyDeviceToHost, stream_),
-               "logits download");
-  }
-  // paged_host_ is rewritten by the next step: the upload must be done.
-  cuda_check(cudaStreamSynchronize(stream_), "forward_paged");
-}
-
-void CudaRunner::sample_paged_on_device(const SamplingOptions& o,
-                                        std::span<const std::span<const int32_t>> histories,
-                                        std::span<const double> uniforms, std::span<int32_t> out) {
-  const int64_t B = paged_rows_;
-  if (!paged_logits_) throw Error("sample_paged_on_device: no forward_paged has run");
-  if (static_cast<int64_t>(histories.size()) != B || static_cast<int64_t>(uniforms.size()) != B ||
-      static_cast<int64_t>(out.size()) != B) {
-    throw Error(fmt::format("sample_paged_on_device: {} rows, {} histories, {} draws, {} outputs",
-                            B, histories.size(), uniforms.size(), out.size()));
-  }
-  int32_t* dev_out = paged_io(PagedIo::Out);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t hist = std::min<int64_t>(static_cast<int64_t>(histories[b].size()), capacity());
-    int32_t* dev_hist = paged_hist_.at<int32_t>(size_t(b) * capacity() * sizeof(int32_t));
-    if (hist > 0) {
-      cuda_check(cudaMemcpyAsync(dev_hist, histories[b].data() + histories[b].size() - hist,
-                                 hist * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
-                 "sampling history upload");
-    }
-    kernels::SampleParams p;
-    p.logits = paged_logits_ + b * cfg_.vocab_size;
-    p.vocab = static_cast<int32_t>(cfg_.vocab_size);
-    p.history = hist > 0 ? dev_hist : nullptr;
-    p.history_len = static_cast<int32_t>(hist);
-    p.repeat_penalty = o.repeat_penalty;
-    p.temperature = o.temperature;
-    p.top_k = o.top_k;
-    p.top_p = o.top_p;
-    p.min_p = o.min_p;
-    p.uniform = uniforms[b];
-    p.out = dev_out + b;
-    // One row at a time: the rows share the sampling workspace.
-    cuda_check(
-        kernels::sample(p, buf<char>(Buf::Workspace) + decode_ws_bytes_, sample_ws_bytes_, stream_),
-        fmt::format("sample row {} (vocab {})", b, cfg_.vocab_size));
-  }
-  // Rank 0's tokens are everyone's (as sample_on_device).
-  if (dist_) dist_->broadcast(dev_out, B, 0, stream_);
-  cuda_check(
-      cudaMemcpyAsync(out.data(), dev_out, B * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
-      "sampled ids download");
-  cuda_check(cudaStreamSynchronize(stream_), "sample_paged_on_device");
 }
 
 void CudaRunner::update_rope(int64_t seq_len) {
@@ -791,11 +457,11 @@ void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logit
   }
 }
 
-}  // namespace
+}  // namespace cuda_backend
 
 std::unique_ptr<ModelRunner> make_cuda_runner(const Engine::Impl& engine,
                                               const SessionOptions& options) {
-  return std::make_unique<CudaRunner>(engine, options);
+  return std::make_unique<cuda_backend::CudaRunner>(engine, options);
 }
 
 }  // namespace tsa
