@@ -18,6 +18,7 @@
 
 #include "cuda/cuda_runner.h"
 #include "engine/engine_impl.h"
+#include "golden_models.h"
 #include "gpu_test_util.h"
 #include "model/runner.h"
 #include "test_util.h"
@@ -33,16 +34,8 @@ int32_t argmax(std::span<const float> v) {
 class CudaBatch : public ::testing::TestWithParam<std::string> {
  protected:
   std::string dir() const { return (test::fixtures_src() / "golden" / GetParam()).string(); }
-  // Prompts of different lengths (as tests/unit/test_batch.cpp).
   std::vector<std::vector<int32_t>> prompts() const {
-    const auto g = nlohmann::json::parse(
-        test::read_file(test::fixtures_src() / "golden" / GetParam() / "golden.json"));
-    const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
-    std::vector<std::vector<int32_t>> out;
-    for (size_t n : {ids.size(), size_t{1}, size_t{5}, ids.size() - 3, size_t{17}})
-      out.emplace_back(ids.begin(), ids.begin() + std::min(n, ids.size()));
-    out.emplace_back(ids.rbegin(), ids.rend());
-    return out;
+    return test::golden_prompt_variants(GetParam());
   }
   static GenerateOptions greedy(int64_t max_new) {
     GenerateOptions o;
@@ -125,15 +118,7 @@ TEST_P(CudaBatch, BatchedStepsAgreeWithSessions) {
   EXPECT_GE(agree * 100, total * 95) << agree << "/" << total;
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, CudaBatch,
-                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
-                                           "qwen2-bias-tied"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (c == '-') c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Golden, CudaBatch, test::golden_models(), test::golden_model_name);
 
 }  // namespace
 }  // namespace tsa

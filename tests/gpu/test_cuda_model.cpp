@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "golden_models.h"
 #include "gpu_test_util.h"
 #include "test_util.h"
 #include "tsa/tsa.h"
@@ -74,15 +75,7 @@ TEST_P(CudaVsCpu, ChunkedPrefillAndDecodeMatchOneShot) {
   EXPECT_LT(test::rel_error(c.data(), want.data(), vocab), 2e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, CudaVsCpu,
-                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
-                                           "qwen2-bias-tied"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Golden, CudaVsCpu, test::golden_models(), test::golden_model_name);
 
 TEST(CudaModel, DefaultModelGreedyMatchesCpuReference) {
   TSA_REQUIRE_GPU();

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "golden_models.h"
 #include "gpu_test_util.h"
 #include "test_util.h"
 #include "tsa/tsa.h"
@@ -190,15 +191,7 @@ TEST_P(CudaTsa, ForcedKeepFraction) {
   EXPECT_EQ(sc.profile().tsa_keep, sg.profile().tsa_keep);
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, CudaTsa,
-                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
-                                           "qwen2-bias-tied"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Golden, CudaTsa, test::golden_models(), test::golden_model_name);
 
 }  // namespace
 }  // namespace tsa

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "expect_error.h"
+#include "golden_models.h"
 #include "model/paged_kv.h"
 #include "model/runner.h"
 #include "test_util.h"
@@ -70,17 +71,8 @@ TEST(ModelRunner, BackendsWithoutBatchedDecodeRefuseIt) {
 class BatchGolden : public ::testing::TestWithParam<std::string> {
  protected:
   std::string dir() const { return (test::fixtures_src() / "golden" / GetParam()).string(); }
-  // Prompts of different lengths: prefixes of the golden prompt, one token,
-  // and the prompt reversed.
   std::vector<std::vector<int32_t>> prompts() const {
-    const auto g = nlohmann::json::parse(
-        test::read_file(test::fixtures_src() / "golden" / GetParam() / "golden.json"));
-    const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
-    std::vector<std::vector<int32_t>> out;
-    for (size_t n : {ids.size(), size_t{1}, size_t{5}, ids.size() - 3, size_t{17}})
-      out.emplace_back(ids.begin(), ids.begin() + std::min(n, ids.size()));
-    out.emplace_back(ids.rbegin(), ids.rend());
-    return out;
+    return test::golden_prompt_variants(GetParam());
   }
   // Batch::generate must give each prompt what a Session gives it alone.
   void expect_as_sessions(const std::shared_ptr<const Engine>& engine, const BatchOptions& bo,
@@ -196,15 +188,7 @@ TEST_P(BatchGolden, SampledRunsAreSeededPerPrompt) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, BatchGolden,
-                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
-                                           "qwen2-bias-tied"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (c == '-') c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, BatchGolden, test::golden_models(), test::golden_model_name);
 
 }  // namespace
 }  // namespace tsa

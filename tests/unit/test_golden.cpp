@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "golden_models.h"
 #include "load/safetensors.h"
 #include "test_util.h"
 #include "tsa/tsa.h"
@@ -116,15 +117,7 @@ TEST_P(Golden, ZeroNewTokensOnlyPrefills) {
   EXPECT_EQ(session.n_past(), static_cast<int64_t>(ids.size()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, Golden,
-                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
-                                           "qwen2-bias-tied"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (c == '-') c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, Golden, test::golden_models(), test::golden_model_name);
 
 }  // namespace
 }  // namespace tsa

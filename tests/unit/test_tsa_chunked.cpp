@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cpu/tsa_reference.h"
+#include "golden_models.h"
 #include "test_util.h"
 #include "tsa/tsa.h"
 
@@ -206,15 +207,7 @@ TEST_P(TsaChunkedModel, ChunksNoLongerThanTheWindowAreDense) {
   EXPECT_EQ(s.profile().tsa_keep, std::vector<int64_t>(3, -1));
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, TsaChunkedModel,
-                         ::testing::Values("llama-gqa-llama3rope", "mistral-headdim-yarn",
-                                           "qwen2-bias-tied"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Golden, TsaChunkedModel, test::golden_models(), test::golden_model_name);
 
 }  // namespace
 }  // namespace tsa
