@@ -139,7 +139,7 @@ if has ncu; then
 fi
 
 if has tp70b; then
-  # A model that needs two GPUs: Llama-3.1-70B shape (141 GB of bf16 weights),
+  # A model that needs two GPUs: Llama-3.1-70B shape (141 GB of bf16 weights, 71.6 GB per GPU),
   # random weights built on the GPUs, 128K prompt at TP=2, dense and with TSA
   # on the second half of the layers at the paper's 128K keep (0.456).
   log "70B shape at TP=2, 128K prompt: dense, then TSA (second half, keep 0.456)"
