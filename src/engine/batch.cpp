@@ -14,9 +14,6 @@
 #include "engine/stop_strings.h"
 #include "model/paged_kv.h"
 #include "model/runner.h"
-#ifdef TSA_HAVE_CUDA
-#include "cuda/cuda_runner.h"
-#endif
 
 namespace tsa {
 
@@ -97,10 +94,7 @@ Batch::Batch(std::shared_ptr<const Engine> engine, const BatchOptions& options)
   // The prefill path: a runner whose contiguous cache holds one sequence.
   SessionOptions so;
   so.ctx_size = b.seq_ctx;
-#ifdef TSA_HAVE_CUDA
-  if (b.engine->options().device == Device::Cuda) b.runner = make_cuda_runner(b.engine->impl(), so);
-#endif
-  if (!b.runner) b.runner = make_cpu_runner(b.engine->impl(), so);
+  b.runner = make_runner(b.engine->impl(), so);
   b.runner->init_paged(b.shape);
   b.chunk = b.runner->preferred_chunk();
 }

@@ -9,6 +9,7 @@
 #include "cpu/ops.h"
 #include "engine/engine_impl.h"
 #include "load/model_config_parse.h"
+#include "model/runner.h"
 #ifdef TSA_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -173,6 +174,14 @@ const char* stop_reason_name(StopReason r) {
       return "cancelled";
   }
   return "?";
+}
+
+std::unique_ptr<ModelRunner> make_runner(const Engine::Impl& engine,
+                                         const SessionOptions& options) {
+#ifdef TSA_HAVE_CUDA
+  if (engine.options.device == Device::Cuda) return make_cuda_runner(engine, options);
+#endif
+  return make_cpu_runner(engine, options);
 }
 
 }  // namespace tsa

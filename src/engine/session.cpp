@@ -10,9 +10,6 @@
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
 #include "model/runner.h"
-#ifdef TSA_HAVE_CUDA
-#include "cuda/cuda_runner.h"
-#endif
 
 namespace tsa {
 
@@ -53,11 +50,7 @@ Session::Session(std::shared_ptr<const Engine> engine, const SessionOptions& opt
   }
   impl_->engine = std::move(engine);
   impl_->options = options;
-#ifdef TSA_HAVE_CUDA
-  if (impl_->engine->options().device == Device::Cuda)
-    impl_->runner = make_cuda_runner(impl_->engine->impl(), options);
-#endif
-  if (!impl_->runner) impl_->runner = make_cpu_runner(impl_->engine->impl(), options);
+  impl_->runner = make_runner(impl_->engine->impl(), options);
   impl_->chunk =
       options.prefill_chunk > 0 ? options.prefill_chunk : impl_->runner->preferred_chunk();
 }

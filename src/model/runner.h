@@ -73,6 +73,9 @@ class ModelRunner {
   ForwardProfile profile_;
 };
 
+// The runner of the engine's device (CUDA or CPU) for one sequence's cache;
+// what Session and Batch build on (src/engine/engine.cpp).
+std::unique_ptr<ModelRunner> make_runner(const Engine::Impl& engine, const SessionOptions& options);
 // The fp32 CPU reference backend (src/model/cpu_model.cpp).
 std::unique_ptr<ModelRunner> make_cpu_runner(const Engine::Impl& engine,
                                              const SessionOptions& options);
