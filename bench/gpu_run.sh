@@ -128,14 +128,16 @@ if has ncu; then
   # keep 0.456), to see what holds the sparse mode back
   # (bench/NOTES_attention_sm90.md).
   log "ncu: sm90 prefill, dense vs sparse"
-  for mode in 0 1; do
-    timeout 120 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
-      --section WarpStateStats --section SchedulerStats -k "regex:prefill_sm90_kernelILi128ELb$mode" \
+  # -k matches the demangled name (the default base is the bare function name).
+  for sparse in 0 1; do
+    timeout 150 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis --section SourceCounters \
+      --kernel-name-base demangled -k "regex:prefill_sm90_kernel<.int.128, .bool.$sparse>" \
       --launch-count 1 "$BUILD/bench/bench_attention" --lengths 32768 --contexts 1024 \
       >> "$OUT/ncu_sm90.txt" 2>&1
-    echo "ncu mode $mode: exit $?"
+    echo "ncu sparse=$sparse: exit $?"
   done
-  grep -E "Duration|Throughput|Stall|Issued Warp|No Eligible|Hit Rate" "$OUT/ncu_sm90.txt" | head -60
+  grep -E "prefill_sm90|Duration|Throughput|Stall|Issued Warp|No Eligible|Hit Rate|Pipe" "$OUT/ncu_sm90.txt" | head -80
 fi
 
 if has tp70b; then
