@@ -4,7 +4,7 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [tp]
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [mpi]
 #   (default: build test)
 # TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
 # it matches (and skips the CPU tests), to fit short device calls. The attn
@@ -14,6 +14,13 @@
 #
 # Carry: .debs (the .deb files of tools/install_deps.sh's libraries, fetched
 # here with apt-get download), and models/SmolLM2-135M-Instruct if present.
+# The mpi stage also needs .mpi-debs: Open MPI and what it loads, fetched with
+#   apt-get download openmpi-bin openmpi-common libopenmpi3 libopenmpi-dev \
+#     libpmix2 libpmix-dev libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 \
+#     libevent-extra-2.1-7 libevent-openssl-2.1-7 libevent-dev libhwloc15 libhwloc-plugins \
+#     libhwloc-dev libfabric1 libibverbs1 libibverbs-dev librdmacm1 libnl-3-200 \
+#     libnl-route-3-200 libnl-3-dev libnl-route-3-dev libpsm-infinipath1 libpsm2-2 libucx0 \
+#     libnuma1 libxnvctrl0 libltdl7
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,6 +40,18 @@ export PKG_CONFIG_SYSROOT_DIR=$DEBS
 export LD_LIBRARY_PATH=$DEBS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export PATH=$DEBS/usr/bin:/usr/local/cuda/bin:$PATH
 BUILD=$ROOT/build-gpu
+# Open MPI, when its .deb files are carried in .mpi-debs/ (the mpi stage):
+# unpacked like .debs and relocated with OPAL_PREFIX / PMIX_INSTALL_PREFIX.
+MPI_DIR=$ROOT/.mpi-debs/root
+MPI_ARGS=()
+if ls "$ROOT"/.mpi-debs/*.deb > /dev/null 2>&1; then
+  if [ ! -d "$MPI_DIR/usr" ]; then
+    for f in "$ROOT"/.mpi-debs/*.deb; do dpkg -x "$f" "$MPI_DIR"; done
+  fi
+  export OPAL_PREFIX=$MPI_DIR/usr PMIX_INSTALL_PREFIX=$MPI_DIR/usr
+  export LD_LIBRARY_PATH=$MPI_DIR/usr/lib/x86_64-linux-gnu:$MPI_DIR/usr/lib/x86_64-linux-gnu/openmpi/lib:$LD_LIBRARY_PATH
+  MPI_ARGS=(-DMPI_C_COMPILER="$MPI_DIR/usr/bin/mpicc.openmpi")
+fi
 
 if has build; then
   log "configure + build"
@@ -42,10 +61,10 @@ if has build; then
   [ -f /usr/local/cuda/include/nccl.h ] || NCCL_ROOT=$(python3 -c \
     "import nvidia.nccl as n; print(list(n.__path__)[0])" 2>/dev/null)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" ${NCCL_ROOT:+-DNCCL_ROOT=$NCCL_ROOT} \
+    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" ${NCCL_ROOT:+-DNCCL_ROOT=$NCCL_ROOT} "${MPI_ARGS[@]}" \
     > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
-  grep "tsa: NCCL" "$OUT/configure.log"
+  grep -E "tsa: (NCCL|MPI)" "$OUT/configure.log"
   cmake --build "$BUILD" -j16 ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 ||
     { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
   log "build ok"
@@ -198,3 +217,27 @@ if has tp; then
   done
   cat "$OUT/tp_bench.txt"
 fi
+
+if has mpi; then
+  # Ranks started by mpirun (2 GPUs): the same greedy tokens as one GPU and
+  # as --tp 2 on a golden model, then tsa-bench under mpirun vs --tp 2.
+  log "mpirun: 2 ranks vs --tp 2 vs one GPU"
+  [ -x "$MPI_DIR/usr/bin/orterun" ] || { echo "mpi stage: carry .mpi-debs (Open MPI .debs)"; exit 1; }
+  MPIRUN=("$MPI_DIR/usr/bin/mpirun.openmpi" --allow-run-as-root -np 2)
+  args=(-m tests/fixtures/golden/llama-gqa-llama3rope -p "Hello world" -n 8 --temp 0 --ignore-eos
+        --json --device cuda)
+  ids() { python3 -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["ids"])'; }
+  one=$("$BUILD/tools/tsa-infer" "${args[@]}" 2> "$OUT/mpi_one.err" | ids)
+  tp2=$("$BUILD/tools/tsa-infer" "${args[@]}" --tp 2 2> "$OUT/mpi_tp2.err" | ids)
+  mpi=$("${MPIRUN[@]}" "$BUILD/tools/tsa-infer" "${args[@]}" 2> "$OUT/mpi_mpirun.err" | ids)
+  echo "one GPU: $one"; echo "--tp 2:  $tp2"; echo "mpirun:  $mpi"
+  [ -n "$one" ] && [ "$one" = "$tp2" ] && [ "$one" = "$mpi" ] && echo "mpirun tokens: SAME" ||
+    { echo "mpirun tokens: DIFFER"; tail -5 "$OUT"/mpi_*.err; }
+  for how in "--tp 2" mpirun; do
+    if [ "$how" = mpirun ]; then pre=("${MPIRUN[@]}"); tp=(); else pre=(); tp=(--tp 2); fi
+    echo "## tsa-bench 8B shape, $how"
+    timeout 200 "${pre[@]}" "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random "${tp[@]}" \
+      --prefill "${TP_PREFILL:-32768}" --decode-ctx 1024 2>&1 | grep -E "^\| [0-9]|rank|error"
+  done
+fi
+
