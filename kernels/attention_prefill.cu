@@ -311,19 +311,9 @@ cudaError_t attn::prefill_sm80(const AttentionParams& p, cudaStream_t stream) {
   a.scale_log2 = scale_log2(p);
   if (int64_t{a.n_qtiles} * p.num_heads > INT32_MAX) return cudaErrorInvalidValue;
 
-  // One flat dispatch over the supported (head_dim, mode) pairs.
-  switch (p.head_dim * 2 + (sparse ? 1 : 0)) {
-    case 64 * 2:
-      return launch_prefill<64, false>(a, stream);
-    case 64 * 2 + 1:
-      return launch_prefill<64, true>(a, stream);
-    case 128 * 2:
-      return launch_prefill<128, false>(a, stream);
-    case 128 * 2 + 1:
-      return launch_prefill<128, true>(a, stream);
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return dispatch_prefill(p.head_dim, sparse, [&](auto d, auto is_sparse) {
+    return launch_prefill<decltype(d)::value, decltype(is_sparse)::value>(a, stream);
+  });
 }
 
 }  // namespace tsa::kernels
