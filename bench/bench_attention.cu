@@ -72,29 +72,21 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int64_t> lengths = {8192, 32768, 65536, 131072};
-  std::vector<double> keeps = {0.456, 0.326};
+  tsa::bench::Options opt;
+  opt.lengths = {8192, 32768, 65536, 131072};
+  opt.keeps = {0.456, 0.326};
+  opt.repeats = 10;
   std::vector<int64_t> contexts = {1024, 32768, 131072};
   std::string kernel_list = "sm80,sm90";
-  int repeats = 10;
-  std::string json_path;
   const bool args_ok = tsa::bench::parse_options(
       argc, argv,
       "[--lengths a,b,..] [--keep f,..] [--contexts a,b,..] [--kernels sm80,sm90] [--repeats n] "
       "[--json out.json]",
-      [&](const std::string& a, const char* v) {
-        if (a == "--json") {
-          json_path = v;
-        } else if (a == "--lengths") {
-          lengths = tsa::bench::parse_ints(v);
-        } else if (a == "--keep") {
-          keeps = tsa::bench::parse_list(v);
-        } else if (a == "--contexts") {
+      opt, [&](const std::string& a, const char* v) {
+        if (a == "--contexts") {
           contexts = tsa::bench::parse_ints(v);
         } else if (a == "--kernels") {
           kernel_list = v;
-        } else if (a == "--repeats") {
-          repeats = std::max(1, std::atoi(v));
         } else {
           return false;
         }
@@ -118,7 +110,7 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
 
   int64_t max_len = 1;
-  for (int64_t L : lengths) max_len = std::max(max_len, L);
+  for (int64_t L : opt.lengths) max_len = std::max(max_len, L);
   for (int64_t c : contexts) max_len = std::max(max_len, c);
   const int64_t qw = int64_t{kH} * kD, kvw = int64_t{kHkv} * kD;
   bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
@@ -143,10 +135,10 @@ int main(int argc, char** argv) {
   base.head_dim = kD;
 
   std::vector<Row> rows;
-  for (int64_t L : lengths) {
+  for (int64_t L : opt.lengths) {
     AttentionParams p = base;
     p.n_q = p.n_kv = static_cast<int32_t>(L);
-    const int reps = L >= 65536 ? std::max(1, repeats / 2) : repeats;
+    const int reps = L >= 65536 ? std::max(1, opt.repeats / 2) : opt.repeats;
     for (const auto& [name, kernel] : kernels) {
       const double ms = time_ms(
           [&, kernel = kernel] { return tsa::kernels::attention_prefill(p, nullptr, kernel); }, 2,
@@ -155,7 +147,7 @@ int main(int argc, char** argv) {
       rows.push_back({"prefill_dense", name, L, 1.0, ms, flops / ms * 1e-9, 0.0});
     }
 
-    for (double keep : keeps) {
+    for (double keep : opt.keeps) {
       const int64_t n_sel = std::clamp<int64_t>(int64_t(keep * double(L)), 1, L);
       const auto sel = random_selection(L, n_sel, 7);
       int32_t* sel_dev = nullptr;
@@ -184,7 +176,7 @@ int main(int argc, char** argv) {
     const size_t ws_bytes = tsa::kernels::attention_decode_workspace_bytes(p);
     if (ws_bytes) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
     const double ms =
-        time_ms([&] { return tsa::kernels::attention_decode(p, ws, nullptr); }, 5, 5 * repeats);
+        time_ms([&] { return tsa::kernels::attention_decode(p, ws, nullptr); }, 5, 5 * opt.repeats);
     const double bytes = 2.0 * double(ctx) * kvw * sizeof(bf16);
     rows.push_back(
         {"decode", "-", ctx, 1.0, ms, 4.0 * double(ctx) * kD * kH / ms * 1e-9, bytes / ms * 1e-6});
@@ -197,7 +189,7 @@ int main(int argc, char** argv) {
   for (const Row& r : rows)
     std::printf("%-16s %-6s %8lld %6.3f %10.4f %9.1f %8.1f\n", r.kind.c_str(), r.kernel.c_str(),
                 static_cast<long long>(r.L), r.keep, r.ms, r.tflops, r.gbps);
-  if (!json_path.empty()) {
+  if (!opt.json_path.empty()) {
     std::vector<std::string> json_rows;
     for (const Row& r : rows)
       json_rows.push_back(tsa::bench::format(
@@ -208,7 +200,7 @@ int main(int argc, char** argv) {
     const std::string header = tsa::bench::format(
         "\"backend\": \"tsa\", \"device\": \"%s\", \"H\": %d, \"Hkv\": %d, \"D\": %d", prop.name,
         kH, kHkv, kD);
-    if (!tsa::bench::write_json(json_path, header, json_rows)) return 1;
+    if (!tsa::bench::write_json(opt.json_path, header, json_rows)) return 1;
   }
   CHECK_CUDA(cudaFree(q));
   CHECK_CUDA(cudaFree(k));

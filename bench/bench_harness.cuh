@@ -1,7 +1,8 @@
 // What the GPU benchmarks bench_attention.cu and bench_tsa.cu share: a
 // CUDA-error check that quits (these are tools), random bf16 inputs, the
-// command line ("--name value" pairs, comma lists), the median of CUDA-event
-// timed launches, and the --json file ({header members, "rows": [...]}).
+// command line ("--name value" pairs, comma lists, the options both take),
+// the median of CUDA-event timed launches, and the --json file
+// ({header members, "rows": [...]}).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -59,13 +60,36 @@ inline std::vector<int64_t> parse_ints(const std::string& s) {
   return v;
 }
 
-// Reads argv[1..] as "--name value" pairs: set(name, value) stores a known
-// option and returns true. An unknown name or a missing value prints
+// The options both benchmarks take; each sets its own defaults.
+struct Options {
+  std::vector<int64_t> lengths;  // --lengths a,b,..: sequence lengths
+  std::vector<double> keeps;     // --keep f,..: kept fractions of the sparse rows
+  int repeats = 1;               // --repeats n (at least 1): timed launches
+  std::string json_path;         // --json out.json: also write the rows here
+};
+
+// Reads argv[1..] as "--name value" pairs into `opt`, or through
+// set_other(name, value) for a benchmark's own options (true when it knows
+// the name). An unknown name or a missing value prints
 // "usage: argv[0] <usage>" and returns false.
-template <class Set>
-bool parse_options(int argc, char** argv, const char* usage, Set&& set) {
+template <class SetOther>
+bool parse_options(int argc, char** argv, const char* usage, Options& opt, SetOther&& set_other) {
+  auto set = [&](const std::string& name, const char* value) {
+    if (name == "--lengths") {
+      opt.lengths = parse_ints(value);
+    } else if (name == "--keep") {
+      opt.keeps = parse_list(value);
+    } else if (name == "--repeats") {
+      opt.repeats = std::max(1, std::atoi(value));
+    } else if (name == "--json") {
+      opt.json_path = value;
+    } else {
+      return set_other(name, value);
+    }
+    return true;
+  };
   for (int i = 1; i < argc; i += 2) {
-    if (i + 1 >= argc || !set(std::string(argv[i]), argv[i + 1])) {
+    if (i + 1 >= argc || !set(argv[i], argv[i + 1])) {
       std::fprintf(stderr, "usage: %s %s\n", argv[0], usage);
       return false;
     }

@@ -48,27 +48,16 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int64_t> lengths = {32768, 65536, 131072};
-  std::vector<double> keeps = {0.456, 0.326};
+  tsa::bench::Options opt;
+  opt.lengths = {32768, 65536, 131072};
+  opt.keeps = {0.456, 0.326};
+  opt.repeats = 5;
   double tau = 0.005;
-  int repeats = 5;
-  std::string json_path;
   const bool args_ok = tsa::bench::parse_options(
-      argc, argv, "[--lengths a,b,..] [--keep f,..] [--tau t] [--repeats n] [--json out.json]",
+      argc, argv, "[--lengths a,b,..] [--keep f,..] [--tau t] [--repeats n] [--json out.json]", opt,
       [&](const std::string& a, const char* v) {
-        if (a == "--json") {
-          json_path = v;
-        } else if (a == "--lengths") {
-          lengths = tsa::bench::parse_ints(v);
-        } else if (a == "--keep") {
-          keeps = tsa::bench::parse_list(v);
-        } else if (a == "--tau") {
-          tau = std::strtod(v, nullptr);
-        } else if (a == "--repeats") {
-          repeats = std::max(1, std::atoi(v));
-        } else {
-          return false;
-        }
+        if (a != "--tau") return false;
+        tau = std::strtod(v, nullptr);
         return true;
       });
   if (!args_ok) return 2;
@@ -78,7 +67,7 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
 
   int64_t max_len = 1;
-  for (int64_t L : lengths) max_len = std::max(max_len, L);
+  for (int64_t L : opt.lengths) max_len = std::max(max_len, L);
   const int64_t qw = int64_t{kH} * kD, kvw = int64_t{kHkv} * kD;
   bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
   int32_t *sel = nullptr, *info = nullptr;
@@ -98,7 +87,7 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaDeviceSynchronize());
 
   std::vector<Row> rows;
-  for (int64_t L : lengths) {
+  for (int64_t L : opt.lengths) {
     const int64_t P = L - kWindow;
     AttentionParams p;
     p.q = q;
@@ -112,7 +101,7 @@ int main(int argc, char** argv) {
     p.head_dim = kD;
     p.n_q = p.n_kv = static_cast<int32_t>(L);
     const double dense = time_ms([&] { return tsa::kernels::attention_prefill(p, nullptr); }, 1,
-                                 std::max(1, repeats / 2));
+                                 std::max(1, opt.repeats / 2));
     rows.push_back({"dense", L, 1.0, dense, 1.0});
 
     TsaSelectParams s;
@@ -136,23 +125,23 @@ int main(int argc, char** argv) {
     sp.n_sel_device = info + tsa::kernels::kTsaNSel;
 
     std::vector<double> fractions = {0.0};  // 0: the tau budget
-    fractions.insert(fractions.end(), keeps.begin(), keeps.end());
+    fractions.insert(fractions.end(), opt.keeps.begin(), opt.keeps.end());
     for (double f : fractions) {
       s.force_keep_fraction = f;
-      const double sel_ms =
-          time_ms([&] { return tsa::kernels::tsa_select(s, ws, ws_bytes, nullptr); }, 2, repeats);
+      const double sel_ms = time_ms(
+          [&] { return tsa::kernels::tsa_select(s, ws, ws_bytes, nullptr); }, 2, opt.repeats);
       int32_t host_info[tsa::kernels::kTsaInfoInts];
       CHECK_CUDA(cudaMemcpy(host_info, info, sizeof(host_info), cudaMemcpyDeviceToHost));
       const int32_t keep = host_info[tsa::kernels::kTsaKeep];
       const double kept = keep < 0 ? 1.0 : double(keep) / double(P);
       const double sparse_ms = time_ms([&] { return tsa::kernels::attention_prefill(sp, nullptr); },
-                                       1, std::max(1, repeats / 2));
+                                       1, std::max(1, opt.repeats / 2));
       const double total_ms = time_ms(
           [&] {
             const cudaError_t e = tsa::kernels::tsa_select(s, ws, ws_bytes, nullptr);
             return e != cudaSuccess ? e : tsa::kernels::attention_prefill(sp, nullptr);
           },
-          1, std::max(1, repeats / 2));
+          1, std::max(1, opt.repeats / 2));
       const std::string tag = f == 0 ? "" : "_forced";
       rows.push_back({"select" + tag, L, kept, sel_ms, sel_ms / dense});
       rows.push_back({"sparse" + tag, L, kept, sparse_ms, sparse_ms / dense});
@@ -166,7 +155,7 @@ int main(int argc, char** argv) {
   for (const Row& r : rows)
     std::printf("%-14s %8lld %6.3f %10.3f %9.4f\n", r.kind.c_str(), static_cast<long long>(r.L),
                 r.keep, r.ms, r.vs_dense);
-  if (!json_path.empty()) {
+  if (!opt.json_path.empty()) {
     std::vector<std::string> json_rows;
     for (const Row& r : rows)
       json_rows.push_back(tsa::bench::format(
@@ -174,7 +163,7 @@ int main(int argc, char** argv) {
           r.kind.c_str(), static_cast<long long>(r.L), r.keep, r.ms, r.vs_dense));
     const std::string header =
         tsa::bench::format("\"backend\": \"tsa\", \"device\": \"%s\", \"tau\": %g", prop.name, tau);
-    if (!tsa::bench::write_json(json_path, header, json_rows)) return 1;
+    if (!tsa::bench::write_json(opt.json_path, header, json_rows)) return 1;
   }
   for (void* ptr : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v),
                     static_cast<void*>(o), static_cast<void*>(sel), static_cast<void*>(info), ws})
