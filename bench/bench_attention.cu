@@ -26,79 +26,19 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_harness.cuh"
 #include "kernels/attention.h"
 
 namespace {
 
 using bf16 = __nv_bfloat16;
+using tsa::bench::fill_random;
+using tsa::bench::time_ms;
 using tsa::kernels::AttentionParams;
 using tsa::kernels::PrefillKernel;
 
 constexpr int kH = 32, kHkv = 8, kD = 128;
 constexpr int kWindow = 128;  // rows every head keeps in sparse mode (TSA's window)
-
-#define CHECK_CUDA(expr)                                                                          \
-  do {                                                                                            \
-    const cudaError_t e_ = (expr);                                                                \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
-// Uniform values in about [-1.7, 1.7] (unit variance) from a hash of the index.
-__global__ void fill_random(bf16* x, int64_t n, uint64_t seed) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
-    x[i] = __float2bfloat16((u - 0.5f) * 3.4641f);
-  }
-}
-
-// "a,b,c" -> {a, b, c}
-std::vector<double> parse_list(const std::string& s) {
-  std::vector<double> v;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const size_t comma = std::min(s.find(',', pos), s.size());
-    if (comma > pos) v.push_back(std::strtod(s.substr(pos, comma - pos).c_str(), nullptr));
-    pos = comma + 1;
-  }
-  return v;
-}
-
-std::vector<int64_t> parse_ints(const std::string& s) {
-  std::vector<int64_t> v;
-  for (double x : parse_list(s)) v.push_back(static_cast<int64_t>(x));
-  return v;
-}
-
-// Median time of `launch` in milliseconds.
-template <class Launch>
-double time_ms(Launch&& launch, int warmup, int repeats) {
-  for (int i = 0; i < warmup; ++i) CHECK_CUDA(launch());
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
-  std::vector<float> times;
-  for (int i = 0; i < repeats; ++i) {
-    CHECK_CUDA(cudaEventRecord(start));
-    CHECK_CUDA(launch());
-    CHECK_CUDA(cudaEventRecord(stop));
-    CHECK_CUDA(cudaEventSynchronize(stop));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  CHECK_CUDA(cudaEventDestroy(start));
-  CHECK_CUDA(cudaEventDestroy(stop));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 // Per head: n_sel sorted rows of [0, L), the last kWindow always included,
 // the rest a uniform random subset of the prefix (selection sampling).
@@ -132,35 +72,27 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int64_t> lengths = {8192, 32768, 65536, 131072};
-  std::vector<double> keeps = {0.456, 0.326};
+  tsa::bench::Options opt;
+  opt.lengths = {8192, 32768, 65536, 131072};
+  opt.keeps = {0.456, 0.326};
+  opt.repeats = 10;
   std::vector<int64_t> contexts = {1024, 32768, 131072};
   std::string kernel_list = "sm80,sm90";
-  int repeats = 10;
-  std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (a == "--json" && has_value) {
-      json_path = argv[++i];
-    } else if (a == "--lengths" && has_value) {
-      lengths = parse_ints(argv[++i]);
-    } else if (a == "--keep" && has_value) {
-      keeps = parse_list(argv[++i]);
-    } else if (a == "--contexts" && has_value) {
-      contexts = parse_ints(argv[++i]);
-    } else if (a == "--kernels" && has_value) {
-      kernel_list = argv[++i];
-    } else if (a == "--repeats" && has_value) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--lengths a,b,..] [--keep f,..] [--contexts a,b,..] "
-                   "[--kernels sm80,sm90] [--repeats n] [--json out.json]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  const bool args_ok = tsa::bench::parse_options(
+      argc, argv,
+      "[--lengths a,b,..] [--keep f,..] [--contexts a,b,..] [--kernels sm80,sm90] [--repeats n] "
+      "[--json out.json]",
+      opt, [&](const std::string& a, const char* v) {
+        if (a == "--contexts") {
+          contexts = tsa::bench::parse_ints(v);
+        } else if (a == "--kernels") {
+          kernel_list = v;
+        } else {
+          return false;
+        }
+        return true;
+      });
+  if (!args_ok) return 2;
 
   std::vector<std::pair<std::string, PrefillKernel>> kernels;
   if (kernel_list.find("sm80") != std::string::npos)
@@ -178,7 +110,7 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
 
   int64_t max_len = 1;
-  for (int64_t L : lengths) max_len = std::max(max_len, L);
+  for (int64_t L : opt.lengths) max_len = std::max(max_len, L);
   for (int64_t c : contexts) max_len = std::max(max_len, c);
   const int64_t qw = int64_t{kH} * kD, kvw = int64_t{kHkv} * kD;
   bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
@@ -203,10 +135,10 @@ int main(int argc, char** argv) {
   base.head_dim = kD;
 
   std::vector<Row> rows;
-  for (int64_t L : lengths) {
+  for (int64_t L : opt.lengths) {
     AttentionParams p = base;
     p.n_q = p.n_kv = static_cast<int32_t>(L);
-    const int reps = L >= 65536 ? std::max(1, repeats / 2) : repeats;
+    const int reps = L >= 65536 ? std::max(1, opt.repeats / 2) : opt.repeats;
     for (const auto& [name, kernel] : kernels) {
       const double ms = time_ms(
           [&, kernel = kernel] { return tsa::kernels::attention_prefill(p, nullptr, kernel); }, 2,
@@ -215,7 +147,7 @@ int main(int argc, char** argv) {
       rows.push_back({"prefill_dense", name, L, 1.0, ms, flops / ms * 1e-9, 0.0});
     }
 
-    for (double keep : keeps) {
+    for (double keep : opt.keeps) {
       const int64_t n_sel = std::clamp<int64_t>(int64_t(keep * double(L)), 1, L);
       const auto sel = random_selection(L, n_sel, 7);
       int32_t* sel_dev = nullptr;
@@ -244,7 +176,7 @@ int main(int argc, char** argv) {
     const size_t ws_bytes = tsa::kernels::attention_decode_workspace_bytes(p);
     if (ws_bytes) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
     const double ms =
-        time_ms([&] { return tsa::kernels::attention_decode(p, ws, nullptr); }, 5, 5 * repeats);
+        time_ms([&] { return tsa::kernels::attention_decode(p, ws, nullptr); }, 5, 5 * opt.repeats);
     const double bytes = 2.0 * double(ctx) * kvw * sizeof(bf16);
     rows.push_back(
         {"decode", "-", ctx, 1.0, ms, 4.0 * double(ctx) * kD * kH / ms * 1e-9, bytes / ms * 1e-6});
@@ -257,26 +189,18 @@ int main(int argc, char** argv) {
   for (const Row& r : rows)
     std::printf("%-16s %-6s %8lld %6.3f %10.4f %9.1f %8.1f\n", r.kind.c_str(), r.kernel.c_str(),
                 static_cast<long long>(r.L), r.keep, r.ms, r.tflops, r.gbps);
-  if (!json_path.empty()) {
-    FILE* f = std::fopen(json_path.c_str(), "w");
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
-    }
-    std::fprintf(f,
-                 "{\"backend\": \"tsa\", \"device\": \"%s\", \"H\": %d, \"Hkv\": %d, "
-                 "\"D\": %d, \"rows\": [\n",
-                 prop.name, kH, kHkv, kD);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      std::fprintf(f,
-                   "  {\"kind\": \"%s\", \"kernel\": \"%s\", \"L\": %lld, \"keep\": %.3f, "
-                   "\"ms\": %.4f, \"tflops\": %.2f, \"gbps\": %.1f}%s\n",
-                   r.kind.c_str(), r.kernel.c_str(), static_cast<long long>(r.L), r.keep, r.ms,
-                   r.tflops, r.gbps, i + 1 < rows.size() ? "," : "");
-    }
-    std::fprintf(f, "]}\n");
-    std::fclose(f);
+  if (!opt.json_path.empty()) {
+    std::vector<std::string> json_rows;
+    for (const Row& r : rows)
+      json_rows.push_back(tsa::bench::format(
+          "{\"kind\": \"%s\", \"kernel\": \"%s\", \"L\": %lld, \"keep\": %.3f, \"ms\": %.4f, "
+          "\"tflops\": %.2f, \"gbps\": %.1f}",
+          r.kind.c_str(), r.kernel.c_str(), static_cast<long long>(r.L), r.keep, r.ms, r.tflops,
+          r.gbps));
+    const std::string header = tsa::bench::format(
+        "\"backend\": \"tsa\", \"device\": \"%s\", \"H\": %d, \"Hkv\": %d, \"D\": %d", prop.name,
+        kH, kHkv, kD);
+    if (!tsa::bench::write_json(opt.json_path, header, json_rows)) return 1;
   }
   CHECK_CUDA(cudaFree(q));
   CHECK_CUDA(cudaFree(k));

@@ -23,73 +23,20 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_harness.cuh"
 #include "kernels/attention.h"
 #include "kernels/tsa_select.h"
 
 namespace {
 
 using bf16 = __nv_bfloat16;
+using tsa::bench::fill_random;
+using tsa::bench::time_ms;
 using tsa::kernels::AttentionParams;
 using tsa::kernels::TsaSelectParams;
 
 constexpr int kH = 32, kHkv = 8, kD = 128;
 constexpr int kWindow = 128, kMinTokens = 1024, kKernel = 7;
-
-#define CHECK_CUDA(expr)                                                                          \
-  do {                                                                                            \
-    const cudaError_t e_ = (expr);                                                                \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
-// Unit-variance values from a hash of the index (as bench_attention.cu).
-__global__ void fill_random(bf16* x, int64_t n, uint64_t seed) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
-    x[i] = __float2bfloat16((u - 0.5f) * 3.4641f);
-  }
-}
-
-std::vector<double> parse_list(const std::string& s) {
-  std::vector<double> v;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const size_t comma = std::min(s.find(',', pos), s.size());
-    if (comma > pos) v.push_back(std::strtod(s.substr(pos, comma - pos).c_str(), nullptr));
-    pos = comma + 1;
-  }
-  return v;
-}
-
-// Median time of `launch` (returning cudaError_t) in milliseconds.
-template <class Launch>
-double time_ms(Launch&& launch, int warmup, int repeats) {
-  for (int i = 0; i < warmup; ++i) CHECK_CUDA(launch());
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
-  std::vector<float> times;
-  for (int i = 0; i < repeats; ++i) {
-    CHECK_CUDA(cudaEventRecord(start));
-    CHECK_CUDA(launch());
-    CHECK_CUDA(cudaEventRecord(stop));
-    CHECK_CUDA(cudaEventSynchronize(stop));
-    float ms = 0.f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  CHECK_CUDA(cudaEventDestroy(start));
-  CHECK_CUDA(cudaEventDestroy(stop));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 struct Row {
   std::string kind;
@@ -101,39 +48,26 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<double> lengths = {32768, 65536, 131072};
-  std::vector<double> keeps = {0.456, 0.326};
+  tsa::bench::Options opt;
+  opt.lengths = {32768, 65536, 131072};
+  opt.keeps = {0.456, 0.326};
+  opt.repeats = 5;
   double tau = 0.005;
-  int repeats = 5;
-  std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (a == "--json" && has_value) {
-      json_path = argv[++i];
-    } else if (a == "--lengths" && has_value) {
-      lengths = parse_list(argv[++i]);
-    } else if (a == "--keep" && has_value) {
-      keeps = parse_list(argv[++i]);
-    } else if (a == "--tau" && has_value) {
-      tau = std::strtod(argv[++i], nullptr);
-    } else if (a == "--repeats" && has_value) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--lengths a,b,..] [--keep f,..] [--tau t] [--repeats n] "
-                   "[--json out.json]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  const bool args_ok = tsa::bench::parse_options(
+      argc, argv, "[--lengths a,b,..] [--keep f,..] [--tau t] [--repeats n] [--json out.json]", opt,
+      [&](const std::string& a, const char* v) {
+        if (a != "--tau") return false;
+        tau = std::strtod(v, nullptr);
+        return true;
+      });
+  if (!args_ok) return 2;
   int dev = 0;
   CHECK_CUDA(cudaGetDevice(&dev));
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
 
   int64_t max_len = 1;
-  for (double L : lengths) max_len = std::max(max_len, static_cast<int64_t>(L));
+  for (int64_t L : opt.lengths) max_len = std::max(max_len, L);
   const int64_t qw = int64_t{kH} * kD, kvw = int64_t{kHkv} * kD;
   bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
   int32_t *sel = nullptr, *info = nullptr;
@@ -153,8 +87,7 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaDeviceSynchronize());
 
   std::vector<Row> rows;
-  for (double Ld : lengths) {
-    const int64_t L = static_cast<int64_t>(Ld);
+  for (int64_t L : opt.lengths) {
     const int64_t P = L - kWindow;
     AttentionParams p;
     p.q = q;
@@ -168,7 +101,7 @@ int main(int argc, char** argv) {
     p.head_dim = kD;
     p.n_q = p.n_kv = static_cast<int32_t>(L);
     const double dense = time_ms([&] { return tsa::kernels::attention_prefill(p, nullptr); }, 1,
-                                 std::max(1, repeats / 2));
+                                 std::max(1, opt.repeats / 2));
     rows.push_back({"dense", L, 1.0, dense, 1.0});
 
     TsaSelectParams s;
@@ -192,23 +125,23 @@ int main(int argc, char** argv) {
     sp.n_sel_device = info + tsa::kernels::kTsaNSel;
 
     std::vector<double> fractions = {0.0};  // 0: the tau budget
-    fractions.insert(fractions.end(), keeps.begin(), keeps.end());
+    fractions.insert(fractions.end(), opt.keeps.begin(), opt.keeps.end());
     for (double f : fractions) {
       s.force_keep_fraction = f;
-      const double sel_ms =
-          time_ms([&] { return tsa::kernels::tsa_select(s, ws, ws_bytes, nullptr); }, 2, repeats);
+      const double sel_ms = time_ms(
+          [&] { return tsa::kernels::tsa_select(s, ws, ws_bytes, nullptr); }, 2, opt.repeats);
       int32_t host_info[tsa::kernels::kTsaInfoInts];
       CHECK_CUDA(cudaMemcpy(host_info, info, sizeof(host_info), cudaMemcpyDeviceToHost));
       const int32_t keep = host_info[tsa::kernels::kTsaKeep];
       const double kept = keep < 0 ? 1.0 : double(keep) / double(P);
       const double sparse_ms = time_ms([&] { return tsa::kernels::attention_prefill(sp, nullptr); },
-                                       1, std::max(1, repeats / 2));
+                                       1, std::max(1, opt.repeats / 2));
       const double total_ms = time_ms(
           [&] {
             const cudaError_t e = tsa::kernels::tsa_select(s, ws, ws_bytes, nullptr);
             return e != cudaSuccess ? e : tsa::kernels::attention_prefill(sp, nullptr);
           },
-          1, std::max(1, repeats / 2));
+          1, std::max(1, opt.repeats / 2));
       const std::string tag = f == 0 ? "" : "_forced";
       rows.push_back({"select" + tag, L, kept, sel_ms, sel_ms / dense});
       rows.push_back({"sparse" + tag, L, kept, sparse_ms, sparse_ms / dense});
@@ -222,24 +155,15 @@ int main(int argc, char** argv) {
   for (const Row& r : rows)
     std::printf("%-14s %8lld %6.3f %10.3f %9.4f\n", r.kind.c_str(), static_cast<long long>(r.L),
                 r.keep, r.ms, r.vs_dense);
-  if (!json_path.empty()) {
-    FILE* f = std::fopen(json_path.c_str(), "w");
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
-    }
-    std::fprintf(f, "{\"backend\": \"tsa\", \"device\": \"%s\", \"tau\": %g, \"rows\": [\n",
-                 prop.name, tau);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      std::fprintf(f,
-                   "  {\"kind\": \"%s\", \"L\": %lld, \"keep\": %.4f, \"ms\": %.4f, "
-                   "\"vs_dense\": %.5f}%s\n",
-                   r.kind.c_str(), static_cast<long long>(r.L), r.keep, r.ms, r.vs_dense,
-                   i + 1 < rows.size() ? "," : "");
-    }
-    std::fprintf(f, "]}\n");
-    std::fclose(f);
+  if (!opt.json_path.empty()) {
+    std::vector<std::string> json_rows;
+    for (const Row& r : rows)
+      json_rows.push_back(tsa::bench::format(
+          "{\"kind\": \"%s\", \"L\": %lld, \"keep\": %.4f, \"ms\": %.4f, \"vs_dense\": %.5f}",
+          r.kind.c_str(), static_cast<long long>(r.L), r.keep, r.ms, r.vs_dense));
+    const std::string header =
+        tsa::bench::format("\"backend\": \"tsa\", \"device\": \"%s\", \"tau\": %g", prop.name, tau);
+    if (!tsa::bench::write_json(opt.json_path, header, json_rows)) return 1;
   }
   for (void* ptr : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v),
                     static_cast<void*>(o), static_cast<void*>(sel), static_cast<void*>(info), ws})

@@ -23,26 +23,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
-H, HKV, D = 32, 8, 128
-BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
-
-
-def time_ms(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return times[len(times) // 2]
+from torch_bench_common import BACKENDS, D, H, HKV, float_list, gqa_call, int_list, time_ms
 
 
 def make_call(backend, q, k, v, causal):
@@ -51,19 +34,7 @@ def make_call(backend, q, k, v, causal):
         with sdpa_kernel([backend]):
             return F.scaled_dot_product_attention(q, kk, vv, is_causal=causal, enable_gqa=gqa)
 
-    if k.shape[1] == q.shape[1]:
-        call(k, v, False)
-        return (lambda: call(k, v, False)), "none"
-    try:
-        call(k, v, True)
-        torch.cuda.synchronize()
-        return (lambda: call(k, v, True)), "native"
-    except RuntimeError:
-        rep = q.shape[1] // k.shape[1]
-        kr = k.repeat_interleave(rep, dim=1)
-        vr = v.repeat_interleave(rep, dim=1)
-        call(kr, vr, False)
-        return (lambda: call(kr, vr, False)), "repeat"
+    return gqa_call(call, q, k, v)
 
 
 def main():
@@ -78,9 +49,9 @@ def main():
     if not torch.cuda.is_available():
         print("sdpa_baseline: no CUDA device", file=sys.stderr)
         return 1
-    lengths = [int(x) for x in args.lengths.split(",") if x]
-    keeps = [float(x) for x in args.keep.split(",") if x]
-    contexts = [int(x) for x in args.contexts.split(",") if x]
+    lengths = int_list(args.lengths)
+    keeps = float_list(args.keep)
+    contexts = int_list(args.contexts)
     dev = torch.device("cuda")
     torch.manual_seed(0)
 

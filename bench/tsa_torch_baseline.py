@@ -28,27 +28,11 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
-H, HKV, D = 32, 8, 128
+from torch_bench_common import BACKENDS, D, H, HKV, float_list, gqa_call, int_list, time_ms
+
 W, MIN_TOKENS, KS = 128, 1024, 7
-BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
-
-
-def time_ms(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def select(q, k, tau, force):
@@ -95,14 +79,10 @@ def sparse(q, k, v, idx):
 
 def dense_call(q, k, v):
     """Causal GQA SDPA; K/V repeated per head (outside the timing) if the backend refuses GQA."""
-    try:
-        F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        torch.cuda.synchronize()
-        return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-    except RuntimeError:
-        kr = k.repeat_interleave(H // HKV, dim=1)
-        vr = v.repeat_interleave(H // HKV, dim=1)
-        return lambda: F.scaled_dot_product_attention(q, kr, vr, is_causal=True)
+    def call(kk, vv, gqa):
+        return F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=gqa)
+
+    return gqa_call(call, q, k, v)[0]
 
 
 def main():
@@ -117,8 +97,8 @@ def main():
     if not torch.cuda.is_available():
         print("tsa_torch_baseline: no CUDA device", file=sys.stderr)
         return 1
-    lengths = [int(x) for x in args.lengths.split(",") if x]
-    keeps = [float(x) for x in args.keep.split(",") if x]
+    lengths = int_list(args.lengths)
+    keeps = float_list(args.keep)
     dev = torch.device("cuda")
     torch.manual_seed(0)
     half = max(1, args.repeats // 2)

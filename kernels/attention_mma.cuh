@@ -1,7 +1,8 @@
 // Warp-level building blocks shared by the attention kernels (sm_80+):
 // cp.async copies into shared memory, ldmatrix loads, the bf16 tensor-core
-// MMA m16n8k16 with fp32 accumulators, a fast exp2, and the XOR swizzle that
-// keeps ldmatrix free of bank conflicts.
+// MMA m16n8k16 with fp32 accumulators, a fast exp2, the XOR swizzle that
+// keeps ldmatrix free of bank conflicts, and the 32-row S = Q K^T tile with
+// its causal / sliding-window mask (prefill and the TSA score kernel).
 //
 // Fragment layouts of mma.m16n8k16 (lane = 4 * g + t, g = lane / 4, t = lane % 4):
 //   A 16x16 (row-major) a[0]: (g, 2t..2t+1)  a[1]: (g+8, 2t..)  a[2]: (g, 2t+8..)  a[3]: (g+8,
@@ -147,6 +148,81 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
     for (int dt = 0; dt < DT; ++dt) {
       acc[dt][2 * h] *= alpha;
       acc[dt][2 * h + 1] *= alpha;
+    }
+  }
+}
+
+// This lane's ldmatrix byte offset, at k-step 0, in a swizzled [rows][D] Q
+// tile for qk_scores(): row warp_row + lane % 16, chunk lane / 16 (the four
+// 8x8 matrices of an A fragment). Later k-steps: XOR 32 * kk.
+template <int D>
+__device__ __forceinline__ uint32_t q_lane_bytes(int warp_row, int lane) {
+  return swizzle_bytes<D>(warp_row + (lane & 15), lane >> 4);
+}
+
+// The same in a [keys][D] K tile: key lane % 8 + 8 * (lane / 16), chunk
+// (lane / 8) % 2 (the B fragments of two neighbouring n-tiles).
+template <int D>
+__device__ __forceinline__ uint32_t k_lane_bytes(int lane) {
+  return swizzle_bytes<D>((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+}
+
+// S = Q K^T for one warp: 32 query rows (two m16 tiles) x 8 * NT keys, D
+// deep, read from swizzled bf16 tiles in shared memory. s[mt][nt] <- the C
+// fragment of query rows 16 mt.. and keys 8 nt.. (overwritten, not added).
+// q_addr, k_addr: shared addresses of the Q tile and the K tile; q_lane,
+// k_lane: q_lane_bytes() and k_lane_bytes() of this lane. Each K fragment
+// read feeds both m-tiles.
+template <int D, int NT>
+__device__ __forceinline__ void qk_scores(float (&s)[2][NT][4], uint32_t q_addr, uint32_t q_lane,
+                                          uint32_t k_addr, uint32_t k_lane) {
+  constexpr uint32_t kRow16 = 16 * D * sizeof(bf16);  // bytes of 16 tile rows
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t qa[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) ldmatrix_x4(qa[mt], q_addr + (q_lane ^ (32 * kk)) + mt * kRow16);
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t kb[4];
+      ldmatrix_x4(kb, k_addr + (k_lane ^ (32 * kk)) + np * kRow16);
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        mma_bf16(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+        mma_bf16(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+      }
+    }
+  }
+}
+
+// Sets to -inf the scores of qk_scores() whose key lies after its query or,
+// with window > 0, window or more positions before it. q_pos: position of
+// the warp's query row 0; k0: position of key 0.
+template <int NT>
+__device__ __forceinline__ void mask_scores(float (&s)[2][NT][4], int q_pos, int k0, int lane,
+                                            int window) {
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int qpos = q_pos + mt * 16 + lane / 4 + h * 8;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int kpos = k0 + nt * 8 + 2 * (lane % 4) + e;
+          if (kpos > qpos || (window > 0 && kpos <= qpos - window))
+            s[mt][nt][2 * h + e] = -INFINITY;
+        }
+      }
     }
   }
 }

@@ -201,8 +201,8 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
 
   const int warp_row = warp * kRowsPerWarp;
   // ldmatrix byte offsets of this lane at k-step 0 (later steps: XOR 32 * kk).
-  const uint32_t q_lane = swizzle_bytes<D>(warp_row + (lane & 15), lane >> 4);
-  const uint32_t k_lane = swizzle_bytes<D>((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+  const uint32_t q_lane = q_lane_bytes<D>(warp_row, lane);
+  const uint32_t k_lane = k_lane_bytes<D>(lane);
   const uint32_t v_lane = swizzle_bytes<D>((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
   const uint32_t q_addr = smem_u32(q_s);
   constexpr uint32_t kRow16 = 16 * D * sizeof(bf16);  // bytes of 16 tile rows
@@ -220,54 +220,13 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillArgs 
     cp_async_commit();
 
     // S = Q K^T for this warp's 32 rows x 64 keys.
-    const uint32_t kt = k_addr + (t & 1) * kKVBytes;
     float s[2][kBc / 8][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < kBc / 8; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
-      }
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[2][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-        ldmatrix_x4(qa[mt], q_addr + (q_lane ^ (32 * kk)) + mt * kRow16);
-#pragma unroll
-      for (int np = 0; np < kBc / 16; ++np) {
-        uint32_t kb[4];
-        ldmatrix_x4(kb, kt + (k_lane ^ (32 * kk)) + np * kRow16);
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          mma_bf16(s[mt][2 * np], qa[mt], kb[0], kb[1]);
-          mma_bf16(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
-        }
-      }
-    }
+    qk_scores<D>(s, q_addr, q_lane, k_addr + (t & 1) * kKVBytes, k_lane);
 
     // Mask only tiles that cross the diagonal or the window's lower edge.
     const int k0 = t * kBc;
-    if (k0 + kBc - 1 > pos_lo || (window > 0 && k0 < pos_lo + kBr - window)) {
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int qpos = pos_lo + warp_row + mt * 16 + lane / 4 + h * 8;
-#pragma unroll
-          for (int nt = 0; nt < kBc / 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int kpos = k0 + nt * 8 + 2 * (lane % 4) + e;
-              if (kpos > qpos || (window > 0 && kpos <= qpos - window))
-                s[mt][nt][2 * h + e] = -INFINITY;
-            }
-          }
-        }
-      }
-    }
+    if (k0 + kBc - 1 > pos_lo || (window > 0 && k0 < pos_lo + kBr - window))
+      mask_scores(s, pos_lo + warp_row, k0, lane, window);
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) online_softmax(s[mt], m_i[mt], l_i[mt], acc_o[mt], a.scale_log2);
 
@@ -352,19 +311,9 @@ cudaError_t attn::prefill_sm80(const AttentionParams& p, cudaStream_t stream) {
   a.scale_log2 = scale_log2(p);
   if (int64_t{a.n_qtiles} * p.num_heads > INT32_MAX) return cudaErrorInvalidValue;
 
-  // One flat dispatch over the supported (head_dim, mode) pairs.
-  switch (p.head_dim * 2 + (sparse ? 1 : 0)) {
-    case 64 * 2:
-      return launch_prefill<64, false>(a, stream);
-    case 64 * 2 + 1:
-      return launch_prefill<64, true>(a, stream);
-    case 128 * 2:
-      return launch_prefill<128, false>(a, stream);
-    case 128 * 2 + 1:
-      return launch_prefill<128, true>(a, stream);
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return dispatch_prefill(p.head_dim, sparse, [&](auto d, auto is_sparse) {
+    return launch_prefill<decltype(d)::value, decltype(is_sparse)::value>(a, stream);
+  });
 }
 
 }  // namespace tsa::kernels

@@ -544,19 +544,9 @@ cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
         !make_tensor_map(a.v_map, p.v, kv_width, p.n_kv, p.kv_stride))
       return cudaErrorInvalidValue;
   }
-  // One flat dispatch over the supported (head_dim, mode) pairs.
-  switch (p.head_dim * 2 + (sparse ? 1 : 0)) {
-    case 64 * 2:
-      return launch_sm90<64, false>(a, stream);
-    case 64 * 2 + 1:
-      return launch_sm90<64, true>(a, stream);
-    case 128 * 2:
-      return launch_sm90<128, false>(a, stream);
-    case 128 * 2 + 1:
-      return launch_sm90<128, true>(a, stream);
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return dispatch_prefill(p.head_dim, sparse, [&](auto d, auto is_sparse) {
+    return launch_sm90<decltype(d)::value, decltype(is_sparse)::value>(a, stream);
+  });
 }
 
 }  // namespace tsa::kernels

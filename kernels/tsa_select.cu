@@ -229,10 +229,9 @@ __global__ void __launch_bounds__(kThreads) score_kernel(const ScoreArgs a) {
   }
 
   // ldmatrix byte offsets of this lane at k-step 0 (later steps: XOR 32 * kk).
-  const uint32_t q_lane = swizzle_bytes<D>(warp_row + (lane & 15), lane >> 4);
-  const uint32_t k_lane = swizzle_bytes<D>((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+  const uint32_t q_lane = q_lane_bytes<D>(warp_row, lane);
+  const uint32_t k_lane = k_lane_bytes<D>(lane);
   const uint32_t q_addr = smem_u32(q_s);
-  constexpr uint32_t kRow16 = 16 * D * sizeof(bf16);  // bytes of 16 tile rows
   for (int t = t_begin; t < t_end; ++t) {
     cp_async_wait<0>();
     __syncthreads();  // K tile t (and Q) landed; everyone is done with tile t-1 and red_s
@@ -240,53 +239,13 @@ __global__ void __launch_bounds__(kThreads) score_kernel(const ScoreArgs a) {
     cp_async_commit();
 
     // S = Q K^T for this warp's 32 rows x 64 keys.
-    const uint32_t kt = k_addr + ((t - t_begin) & 1) * kKBytes;
     float s[2][kBc / 8][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < kBc / 8; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
-      }
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[2][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-        ldmatrix_x4(qa[mt], q_addr + (q_lane ^ (32 * kk)) + mt * kRow16);
-#pragma unroll
-      for (int np = 0; np < kBc / 16; ++np) {
-        uint32_t kb[4];
-        ldmatrix_x4(kb, kt + (k_lane ^ (32 * kk)) + np * kRow16);
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          mma_bf16(s[mt][2 * np], qa[mt], kb[0], kb[1]);
-          mma_bf16(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
-        }
-      }
-    }
+    qk_scores<D>(s, q_addr, q_lane, k_addr + ((t - t_begin) & 1) * kKBytes, k_lane);
 
     const int k0 = t * kBc;
     if constexpr (!kColsum) {
       // Causal mask inside the window (keys past len are past every query).
-      if (k0 + kBc - 1 > pos_lo) {
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int qpos = pos_lo + warp_row + mt * 16 + lane / 4 + h * 8;
-#pragma unroll
-            for (int nt = 0; nt < kBc / 8; ++nt) {
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                if (k0 + nt * 8 + 2 * (lane % 4) + e > qpos) s[mt][nt][2 * h + e] = -INFINITY;
-              }
-            }
-          }
-        }
-      }
+      if (k0 + kBc - 1 > pos_lo) mask_scores(s, pos_lo + warp_row, k0, lane, /*window=*/0);
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) row_stats(s[mt], m_i[mt], l_i[mt], a.c);
     } else {

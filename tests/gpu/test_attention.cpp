@@ -310,6 +310,24 @@ struct SparseCase {
   int n_sel;
 };
 
+// Inputs and random_selection() lists [H][n_sel] (host and device) from one seed.
+struct SparseInputs {
+  Inputs in;
+  std::vector<int32_t> sel;
+  DeviceBuffer<int32_t> sel_dev;
+};
+
+void make_sparse_inputs(const Case& c, int n_sel, uint64_t seed, SparseInputs& s) {
+  make_inputs(c, seed, s.in);
+  s.sel = random_selection(c.H, c.n_q, n_sel, seed);
+  s.sel_dev.resize(s.sel.size());
+  s.sel_dev.upload(s.sel);
+}
+
+std::string describe(const SparseCase& sc) {
+  return describe(sc.c) + " n_sel=" + std::to_string(sc.n_sel);
+}
+
 // Counts the nonzero values in the rows of `out` that head h's first n_sel
 // entries of `sel` (stride `stride` per head) do not select.
 int64_t nonzero_unselected(const Case& c, const std::vector<float>& out,
@@ -335,18 +353,15 @@ TEST_P(AttentionPrefill, SparseMatchesReferenceAndZeroesUnselectedRows) {
   uint64_t seed = 100;
   for (const auto& sc : cases) {
     const Case& c = sc.c;
-    SCOPED_TRACE(describe(c) + " n_sel=" + std::to_string(sc.n_sel));
-    Inputs in;
-    make_inputs(c, seed, in);
-    const auto sel = random_selection(c.H, c.n_q, sc.n_sel, seed++);
-    DeviceBuffer<int32_t> sel_dev(sel.size());
-    sel_dev.upload(sel);
+    SCOPED_TRACE(describe(sc));
+    SparseInputs s;
+    make_sparse_inputs(c, sc.n_sel, seed++, s);
     const int64_t ow = int64_t{c.H} * c.D;
-    const auto out = run(kernel(), c, in, ow, sel_dev.get(), sc.n_sel);
+    const auto out = run(kernel(), c, s.in, ow, s.sel_dev.get(), sc.n_sel);
     EXPECT_EQ(count_non_finite(out), 0) << "rows left unwritten";
-    const auto ref = reference(c, in, &sel, sc.n_sel);
+    const auto ref = reference(c, s.in, &s.sel, sc.n_sel);
     EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), kTol);
-    EXPECT_EQ(nonzero_unselected(c, out, sel, sc.n_sel, sc.n_sel), 0);
+    EXPECT_EQ(nonzero_unselected(c, out, s.sel, sc.n_sel, sc.n_sel), 0);
   }
 }
 
@@ -357,14 +372,13 @@ TEST_P(AttentionPrefill, SparseEqualsDenseOnGatheredInputs) {
   uint64_t seed = 200;
   for (const auto& sc : cases) {
     const Case& c = sc.c;
-    SCOPED_TRACE(describe(c) + " n_sel=" + std::to_string(sc.n_sel));
-    Inputs in;
-    make_inputs(c, seed, in);
-    const auto sel = random_selection(c.H, c.n_q, sc.n_sel, seed++);
-    DeviceBuffer<int32_t> sel_dev(sel.size());
-    sel_dev.upload(sel);
+    SCOPED_TRACE(describe(sc));
+    SparseInputs s;
+    make_sparse_inputs(c, sc.n_sel, seed++, s);
+    const Inputs& in = s.in;
+    const std::vector<int32_t>& sel = s.sel;
     const int64_t ow = int64_t{c.H} * c.D;
-    const auto sparse = run(kernel(), c, in, ow, sel_dev.get(), sc.n_sel);
+    const auto sparse = run(kernel(), c, in, ow, s.sel_dev.get(), sc.n_sel);
 
     for (int h = 0; h < c.H; ++h) {
       Case g{1, 1, c.D, sc.n_sel, sc.n_sel, 0};
@@ -407,26 +421,23 @@ TEST(AttentionPrefillSm90, DeviceRowCount) {
   if (!tsa::kernels::attention_prefill_sm90_available()) GTEST_SKIP() << "no sm_90a kernel";
   const Case c{4, 2, 128, 1500, 1500};
   const int n_sel = 900;
-  Inputs in;
-  make_inputs(c, 600, in);
-  const auto sel = random_selection(c.H, c.n_q, n_sel, 600);
-  DeviceBuffer<int32_t> sel_dev(sel.size());
-  sel_dev.upload(sel);
+  SparseInputs s;
+  make_sparse_inputs(c, n_sel, 600, s);
   const int64_t ow = int64_t{c.H} * c.D;
   for (const int n : {900, 600, 130, 1, 0}) {
     SCOPED_TRACE("n = " + std::to_string(n));
     DeviceBuffer<int32_t> n_dev(1);
     n_dev.upload({n});
-    const auto out =
-        run({false, PrefillKernel::kSm90}, c, in, ow, sel_dev.get(), n_sel, nullptr, n_dev.get());
+    const auto out = run({false, PrefillKernel::kSm90}, c, s.in, ow, s.sel_dev.get(), n_sel,
+                         nullptr, n_dev.get());
     EXPECT_EQ(count_non_finite(out), 0) << "rows left unwritten";
-    EXPECT_EQ(nonzero_unselected(c, out, sel, n_sel, n), 0);
+    EXPECT_EQ(nonzero_unselected(c, out, s.sel, n_sel, n), 0);
     if (n == 0) continue;
     std::vector<int32_t> head_lists;  // the first n entries of each head, stride n
     for (int h = 0; h < c.H; ++h)
-      head_lists.insert(head_lists.end(), sel.begin() + size_t(h) * n_sel,
-                        sel.begin() + size_t(h) * n_sel + n);
-    const auto ref = reference(c, in, &head_lists, n);
+      head_lists.insert(head_lists.end(), s.sel.begin() + size_t(h) * n_sel,
+                        s.sel.begin() + size_t(h) * n_sel + n);
+    const auto ref = reference(c, s.in, &head_lists, n);
     EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), kTol);
   }
 }
@@ -456,17 +467,14 @@ TEST(AttentionPrefillKernels, Sm90AgreesWithSm80OnLongInputs) {
                                      {{4, 4, 64, 12000, 12000}, 5000}};
   for (const auto& sc : sparse_cases) {
     const Case& c = sc.c;
-    SCOPED_TRACE(describe(c) + " n_sel=" + std::to_string(sc.n_sel));
-    Inputs in;
-    make_inputs(c, seed, in);
-    const auto sel = random_selection(c.H, c.n_q, sc.n_sel, seed++);
-    DeviceBuffer<int32_t> sel_dev(sel.size());
-    sel_dev.upload(sel);
+    SCOPED_TRACE(describe(sc));
+    SparseInputs s;
+    make_sparse_inputs(c, sc.n_sel, seed++, s);
     const int64_t ow = int64_t{c.H} * c.D;
-    const auto a = run(sm80, c, in, ow, sel_dev.get(), sc.n_sel);
-    const auto b = run(sm90, c, in, ow, sel_dev.get(), sc.n_sel);
+    const auto a = run(sm80, c, s.in, ow, s.sel_dev.get(), sc.n_sel);
+    const auto b = run(sm90, c, s.in, ow, s.sel_dev.get(), sc.n_sel);
     EXPECT_EQ(count_non_finite(b), 0);
-    EXPECT_EQ(nonzero_unselected(c, b, sel, sc.n_sel, sc.n_sel), 0);
+    EXPECT_EQ(nonzero_unselected(c, b, s.sel, sc.n_sel, sc.n_sel), 0);
     EXPECT_LT(tsa::test::rel_error(b.data(), a.data(), a.size()), kTol);
   }
 }

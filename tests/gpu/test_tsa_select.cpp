@@ -7,8 +7,8 @@
 // cpu::tsa_attention. Chunked prefill (docs/SPARSITY.md): a chunk's
 // selection (queries at q_pos0 > 0, keys from the whole "cache") against the
 // one-shot GPU selection and cpu::tsa_select_chunk, then the chunked sparse
-// launch against cpu::tsa_attention_chunk. Outputs are poisoned (0xFF)
-// before every launch.
+// launch against cpu::tsa_attention_chunk (of which cpu::tsa_attention is
+// the first-chunk case). Outputs are poisoned (0xFF) before every launch.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -328,8 +328,94 @@ TEST(TsaSelect, OneWorkspaceServesSmallerCalls) {
 }
 
 // Selection then the sparse attention launch with the device row count, as
-// the runner chains them (no sync in between), against cpu::tsa_attention on
-// the GPU's own lists, or the dense (windowed) launch when nothing is dropped.
+// the runner chains them (no sync in between), on the chunk from row p0
+// (p0 = 0: the whole prompt): the launch reads the chunk's query rows
+// through the lists (entries >= p0) and keys from the cache, into a poisoned
+// [L - p0] row output. Checked against cpu::tsa_attention_chunk on the GPU's
+// own lists (cpu::tsa_attention is its p0 = 0 case), unselected rows zero
+// and selected ones written; or, when nothing is dropped, against the dense
+// launch bit for bit.
+void expect_select_then_sparse_matches_cpu(const Case& c, const Inputs& in, int p0) {
+  const int n = c.L - p0;
+  DeviceBuffer<int32_t> sel(size_t(c.H) * c.L), info(kTsaInfoInts);
+  DeviceBuffer<unsigned char> ws(tsa::kernels::tsa_select_workspace_bytes(c.L, c.H, c.W));
+  const int64_t ow = int64_t{c.H} * c.D;
+  DeviceBuffer<bf16> o(size_t(n) * ow), o_dense(size_t(n) * ow);
+  sel.poison();
+  info.poison();
+  ws.poison();
+  o.poison();
+  o_dense.poison();
+  const TsaSelectParams sp = params_for(c, in, sel.get(), info.get(), p0);
+  ASSERT_EQ(tsa::kernels::tsa_select(sp, ws.get(), ws.size(), nullptr), cudaSuccess);
+  tsa::kernels::AttentionParams p;
+  p.q = sp.q;
+  p.k = sp.k;
+  p.v = sp.k + int64_t{c.Hkv} * c.D;
+  p.o = o.get();
+  p.q_stride = p.kv_stride = in.stride;
+  p.o_stride = ow;
+  p.num_heads = c.H;
+  p.num_kv_heads = c.Hkv;
+  p.head_dim = c.D;
+  p.n_q = n;
+  p.n_kv = c.L;
+  p.q_pos0 = p0;
+  p.sel = sel.get();
+  p.n_sel = c.L;
+  p.n_sel_device = info.get() + kTsaNSel;
+  // A model's sliding window: ignored by a real selection (as the CPU
+  // reference), applied when every row is selected (the dense fallback).
+  p.sliding_window = 50;
+  ASSERT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
+  tsa::kernels::AttentionParams d = p;
+  d.o = o_dense.get();
+  d.sel = nullptr;
+  d.n_sel = 0;
+  d.n_sel_device = nullptr;
+  ASSERT_EQ(tsa::kernels::attention_prefill(d, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> out = tsa::test::from_bf16(o.download());
+  const std::vector<float> dense = tsa::test::from_bf16(o_dense.download());
+  const std::vector<int32_t> info_h = info.download(), sel_h = sel.download();
+  EXPECT_EQ(std::count_if(out.begin(), out.end(), [](float x) { return !std::isfinite(x); }), 0)
+      << "rows left unwritten";
+  if (info_h[kTsaKeep] < 0) {
+    // Nothing dropped: identity lists over the cache, windowed, on the
+    // same (sm_80) kernel as the dense windowed launch.
+    EXPECT_LT(tsa::test::rel_error(out.data(), dense.data(), out.size()), 1e-3);
+    EXPECT_EQ(std::memcmp(out.data(), dense.data(), out.size() * sizeof(float)), 0)
+        << "not bit-identical to the dense launch";
+    return;
+  }
+  const int n_sel = info_h[kTsaNSel];
+  tsa::cpu::TsaSelection s;
+  s.dense = false;
+  s.keep = info_h[kTsaKeep];
+  s.window = c.W;
+  for (int h = 0; h < c.H; ++h)
+    s.indices.emplace_back(sel_h.begin() + size_t(h) * c.L,
+                           sel_h.begin() + size_t(h) * c.L + n_sel);
+  std::vector<float> ref(out.size());
+  tsa::cpu::tsa_attention_chunk(in.q.data() + int64_t{p0} * ow, in.k.data(), in.v.data(), p0, n,
+                                c.H, c.Hkv, c.D, s, ref.data());
+  EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), 1e-2);
+  int64_t nonzero = 0, zero_selected = 0;
+  for (int h = 0; h < c.H; ++h) {
+    std::vector<bool> picked(c.L, false);
+    for (int32_t j : s.indices[h]) picked[j] = true;
+    for (int i = p0; i < c.L; ++i) {
+      const float* row = out.data() + (i - p0) * ow + h * c.D;
+      bool all_zero = true;
+      for (int dd = 0; dd < c.D; ++dd) all_zero = all_zero && row[dd] == 0.f;
+      nonzero += !picked[i] && !all_zero;
+      zero_selected += picked[i] && all_zero;
+    }
+  }
+  EXPECT_EQ(nonzero, 0) << "unselected chunk rows not zero";
+  EXPECT_EQ(zero_selected, 0) << "selected chunk rows not written";
+}
+
 TEST(TsaSelect, SelectionThenSparseAttention) {
   TSA_REQUIRE_GPU();
   const Case cases[] = {{1500, 4, 2, 128, 128, 200, 7, 0.1},
@@ -340,75 +426,7 @@ TEST(TsaSelect, SelectionThenSparseAttention) {
     SCOPED_TRACE(describe(c));
     Inputs in;
     make_inputs(c, seed++, in);
-    DeviceBuffer<int32_t> sel(size_t(c.H) * c.L), info(kTsaInfoInts);
-    DeviceBuffer<unsigned char> ws(tsa::kernels::tsa_select_workspace_bytes(c.L, c.H, c.W));
-    const int64_t ow = int64_t{c.H} * c.D;
-    DeviceBuffer<bf16> o(size_t(c.L) * ow), o_dense(size_t(c.L) * ow);
-    sel.poison();
-    info.poison();
-    ws.poison();
-    o.poison();
-    o_dense.poison();
-    const TsaSelectParams sp = params_for(c, in, sel.get(), info.get());
-    ASSERT_EQ(tsa::kernels::tsa_select(sp, ws.get(), ws.size(), nullptr), cudaSuccess);
-    tsa::kernels::AttentionParams p;
-    p.q = sp.q;
-    p.k = sp.k;
-    p.v = sp.k + int64_t{c.Hkv} * c.D;
-    p.o = o.get();
-    p.q_stride = p.kv_stride = in.stride;
-    p.o_stride = ow;
-    p.num_heads = c.H;
-    p.num_kv_heads = c.Hkv;
-    p.head_dim = c.D;
-    p.n_q = p.n_kv = c.L;
-    p.sel = sel.get();
-    p.n_sel = c.L;
-    p.n_sel_device = info.get() + kTsaNSel;
-    // A model's sliding window: ignored by a real selection (as the CPU
-    // reference), applied when every row is selected (the dense fallback).
-    p.sliding_window = 50;
-    ASSERT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
-    tsa::kernels::AttentionParams d = p;
-    d.o = o_dense.get();
-    d.sel = nullptr;
-    d.n_sel = 0;
-    d.n_sel_device = nullptr;
-    ASSERT_EQ(tsa::kernels::attention_prefill(d, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const std::vector<float> out = tsa::test::from_bf16(o.download());
-    const std::vector<float> dense = tsa::test::from_bf16(o_dense.download());
-    const std::vector<int32_t> info_h = info.download(), sel_h = sel.download();
-    EXPECT_EQ(std::count_if(out.begin(), out.end(), [](float x) { return !std::isfinite(x); }), 0)
-        << "rows left unwritten";
-    if (info_h[kTsaKeep] < 0) {
-      // Nothing dropped: every row selected, the dense result.
-      EXPECT_LT(tsa::test::rel_error(out.data(), dense.data(), out.size()), 1e-3);
-      EXPECT_EQ(std::memcmp(out.data(), dense.data(), out.size() * sizeof(float)), 0)
-          << "not bit-identical to the dense kernel";
-      continue;
-    }
-    const int n_sel = info_h[kTsaNSel];
-    tsa::cpu::TsaSelection s;
-    s.dense = false;
-    s.keep = info_h[kTsaKeep];
-    s.window = c.W;
-    for (int h = 0; h < c.H; ++h)
-      s.indices.emplace_back(sel_h.begin() + size_t(h) * c.L,
-                             sel_h.begin() + size_t(h) * c.L + n_sel);
-    std::vector<float> ref(out.size());
-    tsa::cpu::tsa_attention(in.q.data(), in.k.data(), in.v.data(), c.L, c.H, c.Hkv, c.D, s,
-                            ref.data());
-    EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), 1e-2);
-    int64_t nonzero = 0;
-    for (int h = 0; h < c.H; ++h) {
-      std::vector<bool> picked(c.L, false);
-      for (int32_t j : s.indices[h]) picked[j] = true;
-      for (int i = 0; i < c.L; ++i)
-        if (!picked[i])
-          for (int dd = 0; dd < c.D; ++dd) nonzero += out[i * ow + h * c.D + dd] != 0.f;
-    }
-    EXPECT_EQ(nonzero, 0);
+    expect_select_then_sparse_matches_cpu(c, in, /*p0=*/0);
   }
 }
 
@@ -512,11 +530,8 @@ TEST(TsaSelect, ChunkSelectionIsTheOneShotSelection) {
   }
 }
 
-// The runner's chain on a chunk: selection over the cache, then the sparse
-// launch reading the chunk's query rows through the lists (entries >= p0)
-// and keys from the cache, into a poisoned [L - p0] row output; against
-// cpu::tsa_attention_chunk on the GPU's lists (unselected chunk rows zero),
-// or the dense chunk launch bit for bit when nothing is dropped.
+// The runner's chain on a chunk (expect_select_then_sparse_matches_cpu):
+// selection over the cache, then the sparse launch on the chunk's rows.
 TEST(TsaSelect, ChunkSelectionThenSparseAttention) {
   TSA_REQUIRE_GPU();
   struct ChunkCase {
@@ -533,84 +548,9 @@ TEST(TsaSelect, ChunkSelectionThenSparseAttention) {
   uint64_t seed = 70;
   for (const auto& [c, p0] : cases) {
     SCOPED_TRACE(describe(c) + " p0=" + std::to_string(p0));
-    const int n = c.L - p0;
     Inputs in;
     make_inputs(c, seed++, in);
-    DeviceBuffer<int32_t> sel(size_t(c.H) * c.L), info(kTsaInfoInts);
-    DeviceBuffer<unsigned char> ws(tsa::kernels::tsa_select_workspace_bytes(c.L, c.H, c.W));
-    const int64_t ow = int64_t{c.H} * c.D;
-    DeviceBuffer<bf16> o(size_t(n) * ow), o_dense(size_t(n) * ow);
-    sel.poison();
-    info.poison();
-    ws.poison();
-    o.poison();
-    o_dense.poison();
-    const TsaSelectParams sp = params_for(c, in, sel.get(), info.get(), p0);
-    ASSERT_EQ(tsa::kernels::tsa_select(sp, ws.get(), ws.size(), nullptr), cudaSuccess);
-    tsa::kernels::AttentionParams p;
-    p.q = sp.q;
-    p.k = sp.k;
-    p.v = sp.k + int64_t{c.Hkv} * c.D;
-    p.o = o.get();
-    p.q_stride = p.kv_stride = in.stride;
-    p.o_stride = ow;
-    p.num_heads = c.H;
-    p.num_kv_heads = c.Hkv;
-    p.head_dim = c.D;
-    p.n_q = n;
-    p.n_kv = c.L;
-    p.q_pos0 = p0;
-    p.sel = sel.get();
-    p.n_sel = c.L;
-    p.n_sel_device = info.get() + kTsaNSel;
-    p.sliding_window = 50;  // applies only to the dense fallback
-    ASSERT_EQ(tsa::kernels::attention_prefill(p, nullptr), cudaSuccess);
-    tsa::kernels::AttentionParams d = p;
-    d.o = o_dense.get();
-    d.sel = nullptr;
-    d.n_sel = 0;
-    d.n_sel_device = nullptr;
-    ASSERT_EQ(tsa::kernels::attention_prefill(d, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const std::vector<float> out = tsa::test::from_bf16(o.download());
-    const std::vector<float> dense = tsa::test::from_bf16(o_dense.download());
-    const std::vector<int32_t> info_h = info.download(), sel_h = sel.download();
-    EXPECT_EQ(std::count_if(out.begin(), out.end(), [](float x) { return !std::isfinite(x); }), 0)
-        << "rows left unwritten";
-    if (info_h[kTsaKeep] < 0) {
-      // Nothing dropped: identity lists over the cache, windowed, on the
-      // same (sm_80) kernel as the dense windowed chunk launch.
-      EXPECT_LT(tsa::test::rel_error(out.data(), dense.data(), out.size()), 1e-3);
-      EXPECT_EQ(std::memcmp(out.data(), dense.data(), out.size() * sizeof(float)), 0)
-          << "not bit-identical to the dense chunk launch";
-      continue;
-    }
-    const int n_sel = info_h[kTsaNSel];
-    tsa::cpu::TsaSelection s;
-    s.dense = false;
-    s.keep = info_h[kTsaKeep];
-    s.window = c.W;
-    for (int h = 0; h < c.H; ++h)
-      s.indices.emplace_back(sel_h.begin() + size_t(h) * c.L,
-                             sel_h.begin() + size_t(h) * c.L + n_sel);
-    std::vector<float> ref(out.size());
-    tsa::cpu::tsa_attention_chunk(in.q.data() + int64_t{p0} * ow, in.k.data(), in.v.data(), p0, n,
-                                  c.H, c.Hkv, c.D, s, ref.data());
-    EXPECT_LT(tsa::test::rel_error(out.data(), ref.data(), out.size()), 1e-2);
-    int64_t nonzero = 0, zero_selected = 0;
-    for (int h = 0; h < c.H; ++h) {
-      std::vector<bool> picked(c.L, false);
-      for (int32_t j : s.indices[h]) picked[j] = true;
-      for (int i = p0; i < c.L; ++i) {
-        const float* row = out.data() + (i - p0) * ow + h * c.D;
-        bool all_zero = true;
-        for (int dd = 0; dd < c.D; ++dd) all_zero = all_zero && row[dd] == 0.f;
-        nonzero += !picked[i] && !all_zero;
-        zero_selected += picked[i] && all_zero;
-      }
-    }
-    EXPECT_EQ(nonzero, 0) << "unselected chunk rows not zero";
-    EXPECT_EQ(zero_selected, 0) << "selected chunk rows not written";
+    expect_select_then_sparse_matches_cpu(c, in, p0);
   }
 }
 
