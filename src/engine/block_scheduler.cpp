@@ -16,10 +16,12 @@ BlockScheduler::BlockScheduler(const PagedKvShape& shape) : shape_(shape), block
 }
 
 void BlockScheduler::enqueue(size_t id, int64_t n_tokens) {
-  if (n_tokens < 1 || shape_.blocks_for(n_tokens + 1) > shape_.n_blocks) {
+  if (n_tokens < 1)
+    throw Error(fmt::format("sequence {}: {} positions to cache, must be >= 1", id, n_tokens));
+  if (shape_.blocks_for(n_tokens + 1) > shape_.n_blocks) {
     throw Error(fmt::format(
-        "sequence {}: {} positions plus one must be in [2, {}] (a pool of {} blocks of {} tokens)",
-        id, n_tokens, shape_.n_blocks * shape_.block_size, shape_.n_blocks, shape_.block_size));
+        "sequence {}: {} positions plus the first step's exceed the pool of {} blocks of {} tokens",
+        id, n_tokens, shape_.n_blocks, shape_.block_size));
   }
   queue_.push_back({id, n_tokens});
 }

@@ -146,8 +146,9 @@ TEST(BlockScheduler, ASequenceInNeedPreemptsItselfWhenItIsTheNewest) {
 
 TEST(BlockScheduler, RefusesWhatNeverFits) {
   BlockScheduler s({.n_blocks = 4, .block_size = 2, .max_seqs = 2});
-  EXPECT_TSA_ERROR(s.enqueue(0, 8), {"sequence 0", "8 positions plus one", "[2, 8]"});
-  EXPECT_TSA_ERROR(s.enqueue(0, 0), {"0 positions"});
+  EXPECT_TSA_ERROR(s.enqueue(0, 8), {"sequence 0: 8 positions plus the first step's exceed the "
+                                     "pool of 4 blocks of 2 tokens"});
+  EXPECT_TSA_ERROR(s.enqueue(0, 0), {"0 positions to cache, must be >= 1"});
   s.enqueue(1, 7);
   EXPECT_EQ(s.admit(), 1u);
   s.advance();  // position 8: past the pool (a Batch stops it with ContextFull first)
