@@ -32,8 +32,9 @@
 // stop state as without preemption; only the K/V of its generated tokens
 // come from the prefill's kernels instead of the decode step's, which round
 // differently, so a near-tie between two tokens could break the other way
-// (the CPU tests find the ids equal, greedy and seeded). Errors are
-// tsa::Error.
+// (the CPU tests find the ids equal, greedy and seeded). With a sparsity
+// config, that prefill may also attend sparsely where decode is dense.
+// Errors are tsa::Error.
 #pragma once
 
 #include <cstdint>
