@@ -234,15 +234,18 @@ int main(int argc, char** argv) {
       g.sampling.temperature = 0.f;
       g.sampling.seed = 1;
       for (int64_t ctx : decode_ctx) {
-        // Each sequence: C prompt tokens and the timed steps, in 16-token blocks.
+        // Each sequence: C prompt tokens and the timed steps, in 16-token
+        // blocks; the pool holds every sequence's whole blocks, so none is
+        // preempted (a recompute would land in the timed steps).
         const int64_t per_seq = ctx + decode_steps + 2;
+        const int64_t per_seq_blocks = (per_seq + 15) / 16;
         std::vector<std::vector<int32_t>> prompts;
         for (int64_t i = 0; i < batch; ++i) prompts.push_back(random_ids(ctx));
         const auto t0 = Clock::now();
         std::vector<tsa::GenerateResult> rs;
         try {
           tsa::Batch b(engine, {.block_size = 16,
-                                .kv_tokens = batch * per_seq,
+                                .kv_tokens = batch * per_seq_blocks * 16,
                                 .max_seqs = batch,
                                 .max_seq_tokens = per_seq});
           rs = b.generate(prompts, g);

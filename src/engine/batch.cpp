@@ -1,17 +1,20 @@
 // Batch: prompts prefilled one at a time through the Session path, their K/V
-// moved into a shared block pool, then decoded together one token per step.
+// moved into a shared block pool, then decoded together one token per step;
+// blocks granted one at a time as sequences grow, and taken back from the
+// most recently admitted sequence (recomputed later) when none is free.
 #include "tsa/batch.h"
 
 #include <algorithm>
-#include <chrono>
 #include <optional>
 #include <random>
 
 #include <fmt/format.h>
 
+#include "engine/block_scheduler.h"
 #include "engine/engine_impl.h"
+#include "engine/generation_state.h"
+#include "engine/prefill.h"
 #include "engine/sampler.h"
-#include "engine/stop_strings.h"
 #include "model/paged_kv.h"
 #include "model/runner.h"
 
@@ -19,23 +22,19 @@ namespace tsa {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-// One admitted sequence: its blocks, sampler and stop state.
+// One sequence's host side; its blocks and positions are the scheduler's.
 struct Seq {
-  size_t index = 0;  // prompt / result number
   GenerateResult* r = nullptr;
-  std::optional<Sampler> sampler;
-  std::vector<int32_t> history;  // prompt + generated
-  std::optional<StreamDecoder> detok;
-  std::optional<StopStrings> stops;
-  std::vector<int32_t> blocks;
-  int64_t n_past = 0;  // positions in its blocks
-  int32_t next = -1;   // last sampled token, fed at position n_past by the next step
-  Clock::time_point t0, t_first;
+  // From its first admission on; kept while it is preempted.
+  std::optional<GenerationState> gen;
+  int32_t next = -1;  // last sampled token, fed by the next step
+
+  // What its (re)prefill caches: the prompt, or for a preempted sequence
+  // its whole history but the last token, which the next step feeds.
+  std::span<const int32_t> to_cache() const {
+    return r->ids.empty() ? std::span<const int32_t>(r->prompt_ids)
+                          : gen->history().first(gen->history().size() - 1);
+  }
 };
 
 }  // namespace
@@ -46,18 +45,15 @@ struct Batch::Impl {
   PagedKvShape shape;
   int64_t seq_ctx = 0;  // one sequence's context: the model's, capped by the pool
   std::unique_ptr<ModelRunner> runner;
-  std::optional<BlockAllocator> blocks;
-  int64_t chunk = 0;  // prompt tokens per prefill forward
+  std::optional<BlockScheduler> sched;
+  int64_t chunk = 0;        // prompt tokens per prefill forward
+  int64_t preemptions = 0;  // in the current or last generate call
+  std::vector<float> scratch;
 
-  int64_t reserve_tokens(int64_t prompt, const GenerateOptions& o) const {
-    return o.max_new_tokens < 0 ? seq_ctx : std::min(prompt + o.max_new_tokens, seq_ctx);
-  }
-  // Runs the prompt through the contiguous cache as Session::prefill does,
-  // copies its K/V into s.blocks and leaves the last row's logits in `logits`.
-  void prefill(Seq& s, std::vector<float>& logits);
-  // Appends a sampled token; true when the sequence stops (reason set).
-  bool accept(Seq& s, int32_t id, const GenerateOptions& o);
-  void finish(Seq& s);
+  // Prefills s, just admitted with `blocks`, and the first time samples its
+  // first token into `next`; false when it stopped there (finished).
+  bool admit(Seq& s, std::span<const int32_t> blocks, const GenerateOptions& o,
+             std::vector<float>& logits);
 };
 
 Batch::Batch(std::shared_ptr<const Engine> engine, const BatchOptions& options)
@@ -88,9 +84,11 @@ Batch::Batch(std::shared_ptr<const Engine> engine, const BatchOptions& options)
   b.shape.block_size = options.block_size;
   b.shape.max_seqs = options.max_seqs;
   b.shape.n_blocks = (kv_tokens + options.block_size - 1) / options.block_size;
+  // Capping by the pool means one sequence alone always fits: it stops with
+  // ContextFull before it could need more blocks than there are.
   b.seq_ctx = std::min(model_ctx, b.shape.n_blocks * b.shape.block_size);
   if (options.max_seq_tokens > 0) b.seq_ctx = std::min(b.seq_ctx, options.max_seq_tokens);
-  b.blocks.emplace(b.shape.n_blocks);
+  b.sched.emplace(b.shape);
   // The prefill path: a runner whose contiguous cache holds one sequence.
   SessionOptions so;
   so.ctx_size = b.seq_ctx;
@@ -108,62 +106,52 @@ int64_t Batch::total_blocks() const {
   return impl_->shape.n_blocks;
 }
 int64_t Batch::free_blocks() const {
-  return impl_->blocks->free_blocks();
+  return impl_->sched->free_blocks();
+}
+int64_t Batch::preemptions() const {
+  return impl_->preemptions;
 }
 
-void Batch::Impl::prefill(Seq& s, std::vector<float>& logits) {
-  const std::vector<int32_t>& prompt = s.r->prompt_ids;
-  const int64_t n = static_cast<int64_t>(prompt.size());
-  for (int64_t done = 0; done < n;) {
-    const int64_t len = std::min(chunk, n - done);
-    runner->forward(std::span<const int32_t>(prompt).subspan(done, len), done, 1, logits);
-    done += len;
-  }
-  runner->store_to_blocks(n, s.blocks);
-  s.n_past = n;
-}
-
-bool Batch::Impl::accept(Seq& s, int32_t id, const GenerateOptions& o) {
+bool Batch::Impl::admit(Seq& s, std::span<const int32_t> blocks, const GenerateOptions& o,
+                        std::vector<float>& logits) {
   GenerateResult& r = *s.r;
-  Timings& t = r.timings;
-  if (r.ids.empty()) {
-    t.ttft_ms = ms_since(s.t0);
-    s.t_first = Clock::now();
+  const bool fresh = r.ids.empty();
+  const auto t0 = GenerationState::Clock::now();
+  if (fresh) s.gen.emplace(*engine, o, r, t0);
+  const int64_t vocab = engine->config().vocab_size;
+  // The prompt goes in the same chunks as at its first admission, so its K/V
+  // come out as they were (sparse prefill layers included); a preempted
+  // sequence's generated tokens follow.
+  const std::span<const int32_t> tokens = s.to_cache();
+  const size_t n_prompt = r.prompt_ids.size();
+  int64_t n_past = 0;
+  try {
+    prefill_chunked(*runner, tokens.first(n_prompt), n_past, chunk, 1, vocab, &o, scratch, logits);
+    if (tokens.size() > n_prompt) {
+      prefill_chunked(*runner, tokens.subspan(n_prompt), n_past, chunk, 1, vocab, &o, scratch,
+                      logits);
+    }
+  } catch (const Cancelled&) {
+    r.stop_reason = StopReason::Cancelled;
+    s.gen->finish();
+    return false;
   }
-  r.ids.push_back(id);
-  s.history.push_back(id);
-  s.next = id;
-  t.generated_tokens = static_cast<int64_t>(r.ids.size());
-  const auto& eos = engine->config().eos_token_ids;
-  if (!o.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
-    r.stop_reason = StopReason::Eos;
-    return true;
+  runner->store_to_blocks(n_past, blocks);
+  if (!fresh) return true;  // its pending token `next` is fed by the next step
+  r.timings.prefill_ms = ms_since(t0);
+  if (o.max_new_tokens == 0) {
+    s.gen->finish();
+    return false;
   }
-  r.text += s.stops->push(s.detok ? s.detok->push(id) : std::string());
-  if (s.stops->stopped()) {
-    r.stop_reason = StopReason::StopString;
-    return true;
+  // The first token from the prefill's logits, on the host (once per
+  // sequence; the decode steps sample on the device where they can).
+  Sampler& sampler = s.gen->sampler();
+  s.next = sampler.sample_with_uniform(logits, s.gen->history(), sampler.next_uniform());
+  if (s.gen->accept(s.next, n_past, seq_ctx)) {
+    s.gen->finish();
+    return false;
   }
-  if (o.max_new_tokens >= 0 && t.generated_tokens >= o.max_new_tokens) {
-    r.stop_reason = StopReason::MaxTokens;
-    return true;
-  }
-  if (s.n_past >= seq_ctx) {
-    r.stop_reason = StopReason::ContextFull;
-    return true;
-  }
-  return false;
-}
-
-void Batch::Impl::finish(Seq& s) {
-  GenerateResult& r = *s.r;
-  // What the detokenizer or the stop matcher still holds goes out last.
-  if (r.stop_reason != StopReason::StopString && s.stops) {
-    r.text += s.stops->push(s.detok ? s.detok->flush() : std::string()) + s.stops->flush();
-  }
-  if (!r.ids.empty()) r.timings.decode_ms = ms_since(s.t_first);
-  blocks->release(s.blocks);  // at once: the next queued prompt may use them
-  s.blocks.clear();
+  return true;
 }
 
 std::vector<GenerateResult> Batch::generate(const std::vector<std::vector<int32_t>>& prompts,
@@ -176,11 +164,12 @@ std::vector<GenerateResult> Batch::generate(const std::vector<std::vector<int32_
         "Batch::generate: on_token and on_prefill_progress carry no sequence index; they are not "
         "supported in a batch");
   }
-  const Tokenizer* tokenizer = engine.impl().tokenizer.get();
-  if (!tokenizer && !o.stop.empty())
+  if (!engine.impl().tokenizer && !o.stop.empty())
     throw Error(fmt::format("{}: stop strings need a tokenizer, and none was loaded",
                             engine.options().model_dir));
-  // Everything is checked before anything runs.
+  validate_sampling(o.sampling);
+  // Everything is checked before anything runs. A prompt that fits leaves
+  // room for at least its first generated token, so it can always run alone.
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int64_t n = static_cast<int64_t>(prompts[i].size());
     if (n == 0) throw Error(fmt::format("prompt {} is empty (0 tokens)", i));
@@ -200,115 +189,94 @@ std::vector<GenerateResult> Batch::generate(const std::vector<std::vector<int32_
   }
 
   std::vector<GenerateResult> results(prompts.size());
+  std::vector<Seq> seqs(prompts.size());  // by prompt number, the scheduler's ids
+  BlockScheduler& sched = *b.sched;
+  sched.clear();  // what a call that threw left behind
   for (size_t i = 0; i < prompts.size(); ++i) {
     GenerateResult& r = results[i];
     r.prompt_ids = prompts[i];
     r.seed = o.sampling.seed ? *o.sampling.seed + i : std::random_device{}();
     r.timings.load_ms = engine.load_ms();
     r.timings.prompt_tokens = static_cast<int64_t>(prompts[i].size());
+    seqs[i].r = &r;
+    sched.enqueue(i, r.timings.prompt_tokens);
   }
+  b.preemptions = 0;
   auto cancelled = [&] { return o.cancel && o.cancel->load(std::memory_order_relaxed); };
 
-  std::vector<Seq> running;
   std::vector<float> logits;
-  size_t next_prompt = 0;
   // Per step: the rows' tokens, positions and padded block tables (PagedStep).
   std::vector<int32_t> ids, tables, sampled;
   std::vector<int64_t> pos;
   std::vector<double> uniforms;
   std::vector<std::span<const int32_t>> windows;
+  std::vector<size_t> stopped;
   const bool on_device = b.runner->samples_on_device();
-  auto penalty_window = [&](const Seq& s) -> std::span<const int32_t> {
-    if (o.sampling.repeat_penalty == 1.0f) return {};
-    const size_t n = o.sampling.repeat_last_n < 0
-                         ? s.history.size()
-                         : std::min(s.history.size(), size_t(o.sampling.repeat_last_n));
-    return std::span<const int32_t>(s.history).last(n);
-  };
 
-  while (next_prompt < prompts.size() || !running.empty()) {
+  while (!sched.empty()) {
     if (cancelled()) {
-      for (Seq& s : running) {
-        s.r->stop_reason = StopReason::Cancelled;
-        b.finish(s);
+      for (size_t id : sched.clear()) {
+        seqs[id].r->stop_reason = StopReason::Cancelled;
+        if (seqs[id].gen) seqs[id].gen->finish();  // not for prompts never admitted
       }
-      running.clear();
-      for (; next_prompt < prompts.size(); ++next_prompt)
-        results[next_prompt].stop_reason = StopReason::Cancelled;
       break;
     }
-    // Admit queued prompts while a slot and their blocks are free (first
-    // come, first served: a long prompt at the head waits for blocks).
-    while (next_prompt < prompts.size() &&
-           static_cast<int64_t>(running.size()) < b.options.max_seqs) {
-      GenerateResult& r = results[next_prompt];
-      const int64_t need =
-          b.shape.blocks_for(b.reserve_tokens(static_cast<int64_t>(r.prompt_ids.size()), o));
-      if (need > b.blocks->free_blocks()) break;
-      Seq s;
-      s.index = next_prompt++;
-      s.r = &r;
-      s.t0 = Clock::now();
-      s.blocks = b.blocks->allocate(need);
-      s.sampler.emplace(o.sampling, r.seed);
-      s.history = r.prompt_ids;
-      if (tokenizer) s.detok.emplace(*tokenizer);
-      s.stops.emplace(o.stop);
-      b.prefill(s, logits);
-      r.timings.prefill_ms = ms_since(s.t0);
-      // The first token from the prefill's logits, on the host (once per
-      // sequence; the decode steps sample on the device where they can).
-      if (o.max_new_tokens == 0 ||
-          b.accept(s, s.sampler->sample_with_uniform(logits, s.history, s.sampler->next_uniform()),
-                   o)) {
-        b.finish(s);
-        continue;
+    // Running sequences get their next block first; the queue is admitted
+    // only in a step that preempted none (else the victim would come
+    // straight back, to be preempted again).
+    const size_t preempted = sched.grow().size();
+    b.preemptions += static_cast<int64_t>(preempted);
+    if (preempted == 0) {
+      while (!cancelled()) {
+        const std::optional<size_t> id = sched.admit();
+        if (!id) break;
+        if (!b.admit(seqs[*id], sched.running().back().blocks, o, logits)) sched.release(*id);
       }
-      running.push_back(std::move(s));
     }
+    const std::vector<BlockScheduler::Running>& running = sched.running();
     if (running.empty()) continue;
 
     // One decode step over every running sequence.
     const size_t B = running.size();
     int64_t stride = 0;
-    for (const Seq& s : running) stride = std::max<int64_t>(stride, s.blocks.size());
+    for (const auto& s : running) stride = std::max<int64_t>(stride, s.blocks.size());
     ids.resize(B);
     pos.resize(B);
     tables.assign(B * stride, 0);
     for (size_t i = 0; i < B; ++i) {
-      ids[i] = running[i].next;
+      ids[i] = seqs[running[i].id].next;
       pos[i] = running[i].n_past;
       std::copy(running[i].blocks.begin(), running[i].blocks.end(), tables.begin() + i * stride);
     }
     const PagedStep step{ids, pos, tables, stride};
     sampled.resize(B);
     uniforms.resize(B);
-    for (size_t i = 0; i < B; ++i) uniforms[i] = running[i].sampler->next_uniform();
+    for (size_t i = 0; i < B; ++i) uniforms[i] = seqs[running[i].id].gen->sampler().next_uniform();
     if (on_device) {
       b.runner->forward_paged(step, nullptr);
       windows.resize(B);
-      for (size_t i = 0; i < B; ++i) windows[i] = penalty_window(running[i]);
+      for (size_t i = 0; i < B; ++i) windows[i] = seqs[running[i].id].gen->penalty_window();
       b.runner->sample_paged_on_device(o.sampling, windows, uniforms, sampled);
     } else {
       b.runner->forward_paged(step, &logits);
       for (size_t i = 0; i < B; ++i) {
-        sampled[i] = running[i].sampler->sample_with_uniform(
-            std::span<const float>(logits).subspan(i * vocab, vocab), running[i].history,
-            uniforms[i]);
+        GenerationState& g = *seqs[running[i].id].gen;
+        sampled[i] = g.sampler().sample_with_uniform(
+            std::span<const float>(logits).subspan(i * vocab, vocab), g.history(), uniforms[i]);
       }
     }
-    for (size_t i = 0; i < B; ++i) running[i].n_past += 1;
+    sched.advance();
     // Finished sequences leave the batch (and free their blocks) now.
-    size_t kept = 0;
+    stopped.clear();
     for (size_t i = 0; i < B; ++i) {
-      if (b.accept(running[i], sampled[i], o)) {
-        b.finish(running[i]);
-      } else {
-        if (kept != i) running[kept] = std::move(running[i]);
-        ++kept;
+      Seq& s = seqs[running[i].id];
+      s.next = sampled[i];
+      if (s.gen->accept(s.next, running[i].n_past, b.seq_ctx)) {
+        s.gen->finish();
+        stopped.push_back(running[i].id);
       }
     }
-    running.resize(kept);
+    for (size_t id : stopped) sched.release(id);
   }
   return results;
 }

@@ -1,30 +1,18 @@
 // Session: one sequence's KV cache and the prefill -> sample -> decode loop.
-#include <algorithm>
 #include <chrono>
-#include <optional>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "engine/engine_impl.h"
+#include "engine/generation_state.h"
+#include "engine/prefill.h"
 #include "engine/sampler.h"
-#include "engine/stop_strings.h"
 #include "model/runner.h"
 
 namespace tsa {
 
-namespace {
-
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-bool cancelled(const GenerateOptions* o) {
-  return o && o->cancel && o->cancel->load(std::memory_order_relaxed);
-}
-
-}  // namespace
 
 struct Session::Impl {
   std::shared_ptr<const Engine> engine;
@@ -116,22 +104,8 @@ std::span<const float> Session::prefill(std::span<const int32_t> tokens, int64_t
     if (id < 0 || id >= vocab)
       throw Error(fmt::format("token id {} is outside the vocabulary (size {})", id, vocab));
   }
-  // Each chunk returns the logits of its rows that fall in the last n_logits.
-  const int64_t first_wanted = n - n_logits;
-  s.out_logits.resize(static_cast<size_t>(n_logits) * vocab);
-  for (int64_t done = 0; done < n;) {
-    if (cancelled(progress)) throw Cancelled();
-    const int64_t len = std::min(s.chunk, n - done);
-    const int64_t wanted = std::max<int64_t>(1, done + len - std::max(done, first_wanted));
-    s.runner->forward(tokens.subspan(done, len), s.n_past, wanted, s.logits);
-    if (done + len > first_wanted) {
-      std::copy(s.logits.begin(), s.logits.end(),
-                s.out_logits.begin() + (done + len - wanted - first_wanted) * vocab);
-    }
-    s.n_past += len;
-    done += len;
-    if (progress && progress->on_prefill_progress) progress->on_prefill_progress(done, n);
-  }
+  prefill_chunked(*s.runner, tokens, s.n_past, s.chunk, n_logits, vocab, progress, s.logits,
+                  s.out_logits);
   return s.out_logits;
 }
 
@@ -151,7 +125,7 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
   GenerateResult r;
   r.prompt_ids.assign(prompt.begin(), prompt.end());
   r.seed = o.sampling.seed ? *o.sampling.seed : std::random_device{}();
-  Sampler sampler(o.sampling, r.seed);
+  validate_sampling(o.sampling);
   Timings& t = r.timings;
   t.load_ms = engine.load_ms();
   t.prompt_tokens = static_cast<int64_t>(prompt.size());
@@ -181,67 +155,12 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
     return r;
   }
 
-  const auto& eos = engine.config().eos_token_ids;
-  std::vector<int32_t> history(prompt.begin(), prompt.end());
-  // Engines without a tokenizer (random weights) generate ids only.
-  const Tokenizer* tokenizer = engine.impl().tokenizer.get();
-  if (!tokenizer && !o.stop.empty())
-    throw Error(fmt::format("{}: stop strings need a tokenizer, and none was loaded",
-                            engine.options().model_dir));
-  std::optional<StreamDecoder> detok;
-  if (tokenizer) detok.emplace(*tokenizer);
-  StopStrings stops(o.stop);
-  Clock::time_point t_first;
-  auto emit = [&](int32_t id, const std::string& piece) {
-    r.text += piece;
-    return !o.on_token || o.on_token(id, piece);
-  };
-
-  // The penalty window of the history, the part a device sampler needs.
-  auto penalty_window = [&]() -> std::span<const int32_t> {
-    if (o.sampling.repeat_penalty == 1.0f) return {};
-    const size_t n = o.sampling.repeat_last_n < 0
-                         ? history.size()
-                         : std::min(history.size(), size_t(o.sampling.repeat_last_n));
-    return std::span<const int32_t>(history).last(n);
-  };
+  GenerationState g(engine, o, r, t0);
   for (;;) {
-    const double u = sampler.next_uniform();
-    int32_t id = impl_->runner->sample_on_device(o.sampling, penalty_window(), u);
-    if (id < 0) id = sampler.sample_with_uniform(logits, history, u);
-    if (r.ids.empty()) {
-      t.ttft_ms = ms_since(t0);
-      t_first = Clock::now();
-    }
-    r.ids.push_back(id);
-    history.push_back(id);
-    t.generated_tokens = static_cast<int64_t>(r.ids.size());
-
-    if (!o.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
-      r.stop_reason = StopReason::Eos;
-      break;
-    }
-    const std::string piece = stops.push(detok ? detok->push(id) : std::string());
-    if (!emit(id, piece)) {
-      r.stop_reason = StopReason::Callback;
-      break;
-    }
-    if (stops.stopped()) {
-      r.stop_reason = StopReason::StopString;
-      break;
-    }
-    if (o.max_new_tokens >= 0 && t.generated_tokens >= o.max_new_tokens) {
-      r.stop_reason = StopReason::MaxTokens;
-      break;
-    }
-    if (n_past() >= ctx_size()) {
-      r.stop_reason = StopReason::ContextFull;
-      break;
-    }
-    if (cancelled(&o)) {
-      r.stop_reason = StopReason::Cancelled;
-      break;
-    }
+    const double u = g.sampler().next_uniform();
+    int32_t id = impl_->runner->sample_on_device(o.sampling, g.penalty_window(), u);
+    if (id < 0) id = g.sampler().sample_with_uniform(logits, g.history(), u);
+    if (g.accept(id, n_past(), ctx_size())) break;
     // With device sampling the logits need not come to the host.
     if (impl_->runner->forward_on_device(std::span<const int32_t>(&id, 1), impl_->n_past)) {
       impl_->n_past += 1;
@@ -249,15 +168,7 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
       logits = decode(id);
     }
   }
-  // Whatever the detokenizer or the stop matcher still holds goes out last.
-  if (r.stop_reason != StopReason::StopString) {
-    const std::string tail = stops.push(detok ? detok->flush() : std::string()) + stops.flush();
-    if (!tail.empty()) {
-      r.text += tail;
-      if (o.on_token) o.on_token(-1, tail);
-    }
-  }
-  if (!r.ids.empty()) t.decode_ms = ms_since(t_first);
+  g.finish();
   return r;
 }
 

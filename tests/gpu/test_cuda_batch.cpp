@@ -9,7 +9,10 @@
 //    batched step's argmax must agree with the Session's greedy token on at
 //    least 95% of steps, teacher-forced with the Session's tokens (so one
 //    early flip does not decide the rest); Batch::generate's first token
-//    (from the same prefill) must be equal.
+//    (from the same prefill) must be equal;
+//  * a pool too small for all sequences: they are preempted and recomputed
+//    (block tables change between steps) and still run to the end, each
+//    with its Session's first token.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -116,6 +119,28 @@ TEST_P(CudaBatch, BatchedStepsAgreeWithSessions) {
     }
   }
   EXPECT_GE(agree * 100, total * 95) << agree << "/" << total;
+}
+
+TEST_P(CudaBatch, PreemptedSequencesRunToTheEnd) {
+  TSA_REQUIRE_GPU();
+  auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda});
+  const auto ps = prompts();
+  size_t longest = 0;
+  for (const auto& p : ps) longest = std::max(longest, p.size());
+  constexpr int64_t kNew = 24;
+  Batch batch(gpu, {.block_size = 4,
+                    .kv_tokens = static_cast<int64_t>(longest) + kNew + 8,
+                    .max_seqs = static_cast<int64_t>(ps.size())});
+  const auto got = batch.generate(ps, greedy(kNew));
+  EXPECT_GT(batch.preemptions(), 0);
+  EXPECT_EQ(batch.free_blocks(), batch.total_blocks());
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Session s(gpu, {.ctx_size = 512});
+    const auto want = s.generate(ps[i], greedy(kNew));
+    ASSERT_EQ(got[i].ids.size(), size_t{kNew}) << "prompt " << i;
+    EXPECT_EQ(got[i].stop_reason, StopReason::MaxTokens) << "prompt " << i;
+    EXPECT_EQ(got[i].ids[0], want.ids[0]) << "prompt " << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, CudaBatch, test::golden_models(), test::golden_model_name);
