@@ -49,6 +49,8 @@ if ls "$ROOT"/.mpi-debs/*.deb > /dev/null 2>&1; then
     for f in "$ROOT"/.mpi-debs/*.deb; do dpkg -x "$f" "$MPI_DIR"; done
   fi
   export OPAL_PREFIX=$MPI_DIR/usr PMIX_INSTALL_PREFIX=$MPI_DIR/usr
+  # PMIx's plugins from the carried package, not from a system PMIx.
+  export PMIX_MCA_mca_base_component_path=$MPI_DIR/usr/lib/x86_64-linux-gnu/pmix2/lib/pmix
   export LD_LIBRARY_PATH=$MPI_DIR/usr/lib/x86_64-linux-gnu:$MPI_DIR/usr/lib/x86_64-linux-gnu/openmpi/lib:$LD_LIBRARY_PATH
   MPI_ARGS=(-DMPI_C_COMPILER="$MPI_DIR/usr/bin/mpicc.openmpi")
 fi
@@ -226,13 +228,14 @@ if has mpi; then
   MPIRUN=("$MPI_DIR/usr/bin/mpirun.openmpi" --allow-run-as-root -np 2)
   args=(-m tests/fixtures/golden/llama-gqa-llama3rope -p "Hello world" -n 8 --temp 0 --ignore-eos
         --json --device cuda)
-  ids() { python3 -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["ids"])'; }
+  # The one JSON object tsa-infer --json prints (rank 0 only under mpirun).
+  ids() { python3 -c 'import json, sys; t = sys.stdin.read(); print(json.loads(t[t.find("{"):])["ids"])'; }
   one=$("$BUILD/tools/tsa-infer" "${args[@]}" 2> "$OUT/mpi_one.err" | ids)
   tp2=$("$BUILD/tools/tsa-infer" "${args[@]}" --tp 2 2> "$OUT/mpi_tp2.err" | ids)
   mpi=$("${MPIRUN[@]}" "$BUILD/tools/tsa-infer" "${args[@]}" 2> "$OUT/mpi_mpirun.err" | ids)
   echo "one GPU: $one"; echo "--tp 2:  $tp2"; echo "mpirun:  $mpi"
   [ -n "$one" ] && [ "$one" = "$tp2" ] && [ "$one" = "$mpi" ] && echo "mpirun tokens: SAME" ||
-    { echo "mpirun tokens: DIFFER"; tail -5 "$OUT"/mpi_*.err; }
+    { echo "mpirun tokens: DIFFER"; tail -n 5 "$OUT"/mpi_*.err; }
   for how in "--tp 2" mpirun; do
     if [ "$how" = mpirun ]; then pre=("${MPIRUN[@]}"); tp=(); else pre=(); tp=(--tp 2); fi
     echo "## tsa-bench 8B shape, $how"
