@@ -3,14 +3,15 @@
 // (same as the sm_80 kernel in kernels/attention_prefill.cu).
 //
 // One CTA = 128 query rows of one head; 3 warpgroups (384 threads):
-//   WG0, producer (24 registers dense, 40 sparse): loads the Q tile once and
+//   WG0, producer (24 registers dense, 56 sparse): loads the Q tile once and
 //     K/V tiles of 128 keys into kStages-deep shared-memory rings guarded by
 //     mbarriers (full: the data landed; empty: both consumers are done with
 //     it). Dense: one thread issues TMA copies (cp.async.bulk.tensor, 128-byte
 //     swizzle). Sparse: all 128 threads gather rows through the index list
 //     with 16-byte cp.async into the same swizzled layout (TMA cannot gather
 //     arbitrary rows on sm_90), then zero the unselected output rows.
-//   WG1, WG2, consumers (240 / 232 registers): 64 query rows each.
+//   WG1, WG2, consumers (240 registers dense, 224 sparse: 128 x 56 + 256 x
+//     224 fit the 64K registers of an SM): 64 query rows each.
 //     S = Q K^T with wgmma m64n128k16 (Q, K from shared memory), online
 //     softmax in registers (exp2 with the scale folded in), O += P V with
 //     wgmma taking P from registers. Software pipelined as in FA3: the S of
@@ -163,14 +164,22 @@ __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork&
     const int i = first + 32 * warp + lane;
     return i < end ? __ldg(sel + i) : -1;
   };
+  // All source rows first (kPasses shuffles), then the copies back to back:
+  // with each copy's address computed right after a shuffle, ptxas reused
+  // one register pair for every address and the copies issued one at a time
+  // (500 vs 440 TFLOP/s at 128K, keep 0.456; bench/NOTES_attention_sm90.md).
   auto gather = [&](uint32_t dst, const bf16* src, int64_t stride, int my_row) {
+    int src_rows[kPasses];
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i)
+      src_rows[i] = __shfl_sync(0xffffffffu, my_row, i * kRowsPerPass + lane / kChunks);
+    src += chunk * 8;
+    const uint32_t d0 = dst + (chunk / 8) * kHalfBytes + (32 * warp + lane / kChunks) * 128;
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int rw = i * kRowsPerPass + lane / kChunks;  // row within the warp's 32
-      const int row = 32 * warp + rw;
-      const int src_row = __shfl_sync(0xffffffffu, my_row, rw);
-      const uint32_t off = (chunk / 8) * kHalfBytes + row * 128 + (((chunk % 8) ^ (rw % 8)) << 4);
-      cp_async16(dst + off, src + int64_t{max(src_row, 0)} * stride + chunk * 8, src_row >= 0);
+      const uint32_t off = i * kRowsPerPass * 128 + (((chunk % 8) ^ (rw % 8)) << 4);
+      cp_async16(d0 + off, src + int64_t{max(src_rows[i], 0)} * stride, src_rows[i] >= 0);
     }
   };
   gather(r.q, p.q + int64_t{w.head} * D, p.q_stride, source_row(w.q0, w.n_rows));
@@ -432,14 +441,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x < 128) {
     if constexpr (kSparse) {
-      regs_decrease<40>();
+      regs_decrease<56>();
       produce_gather<D, S>(a, w, r, sel);
     } else {
       regs_decrease<24>();
       if (threadIdx.x == 0) produce_tma<D, S>(a, w, r);
     }
   } else {
-    regs_increase<kSparse ? 232 : 240>();
+    regs_increase<kSparse ? 224 : 240>();
     consume<D, kSparse, S>(a, w, r, sel);
   }
 #endif
