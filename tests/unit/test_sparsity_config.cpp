@@ -74,6 +74,13 @@ TEST(SparsityConfigFiles, MistralNemo) {
   EXPECT_EQ(p.layers[37].kernel_size, 7);
 }
 
+TEST(SparsityConfigFiles, SmolLM2) {
+  const SparsityPlan p =
+      SparsityPlan::from_file(config_path("smollm2-135m-instruct.json").string(), 30);
+  EXPECT_EQ(sparse_layers(p), range(20, 29));
+  for (const LayerSparsity& l : p.layers) EXPECT_DOUBLE_EQ(l.coverage, 0.005);
+}
+
 TEST(SparsityConfigFiles, Default) {
   const std::string path = config_path("default.json").string();
   EXPECT_EQ(sparse_layers(SparsityPlan::from_file(path, 32)), range(16, 31));
