@@ -171,6 +171,14 @@ int main(int argc, char** argv) {
     }
 
     std::erase_if(decode_ctx, [](int64_t c) { return c <= 0; });
+    // The user's decode loop, for one sequence and for the batch:
+    // generate(), greedy, sampled on the device (the logits stay there),
+    // decode_steps + 1 tokens after a filled cache.
+    tsa::GenerateOptions g;
+    g.max_new_tokens = decode_steps + 1;
+    g.ignore_eos = true;
+    g.sampling.temperature = 0.f;
+    g.sampling.seed = 1;
     if (!decode_ctx.empty()) {
       // A context at the model's limit leaves room for the timed steps.
       const int64_t limit = cfg.max_position_embeddings - decode_steps - 1;
@@ -192,13 +200,6 @@ int main(int argc, char** argv) {
       std::printf(
           "| context | decode tok/s | ms/token | bytes read/token | GB/s |\n"
           "| ---: | ---: | ---: | ---: | ---: |\n");
-      // The user's decode loop: Session::generate, greedy, sampled on the
-      // device (the logits stay there), one token after a filled cache.
-      tsa::GenerateOptions g;
-      g.max_new_tokens = decode_steps + 1;
-      g.ignore_eos = true;
-      g.sampling.temperature = 0.f;
-      g.sampling.seed = 1;
       for (int64_t ctx : decode_ctx) {
         s.fill_cache_random(ctx);
         const std::vector<int32_t> prompt{tok(rng)};
@@ -228,11 +229,6 @@ int main(int argc, char** argv) {
       std::printf(
           "\n| batch | context | decode tok/s (sum) | ms/step | prefill s (all) |\n"
           "| ---: | ---: | ---: | ---: | ---: |\n");
-      tsa::GenerateOptions g;
-      g.max_new_tokens = decode_steps + 1;
-      g.ignore_eos = true;
-      g.sampling.temperature = 0.f;
-      g.sampling.seed = 1;
       for (int64_t ctx : decode_ctx) {
         // Each sequence: C prompt tokens and the timed steps, in 16-token
         // blocks; the pool holds every sequence's whole blocks, so none is
