@@ -49,8 +49,6 @@ if ls "$ROOT"/.mpi-debs/*.deb > /dev/null 2>&1; then
     for f in "$ROOT"/.mpi-debs/*.deb; do dpkg -x "$f" "$MPI_DIR"; done
   fi
   export OPAL_PREFIX=$MPI_DIR/usr PMIX_INSTALL_PREFIX=$MPI_DIR/usr
-  # PMIx's plugins from the carried package, not from a system PMIx.
-  export PMIX_MCA_mca_base_component_path=$MPI_DIR/usr/lib/x86_64-linux-gnu/pmix2/lib/pmix
   export LD_LIBRARY_PATH=$MPI_DIR/usr/lib/x86_64-linux-gnu:$MPI_DIR/usr/lib/x86_64-linux-gnu/openmpi/lib:$LD_LIBRARY_PATH
   MPI_ARGS=(-DMPI_C_COMPILER="$MPI_DIR/usr/bin/mpicc.openmpi")
 fi
