@@ -4,7 +4,7 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [mpi]
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [ncu-decode] [mpi]
 #   (default: build test)
 # TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
 # it matches (and skips the CPU tests), to fit short device calls. The attn
@@ -132,7 +132,7 @@ fi
 
 if has tsa-model; then
   log "whole model, dense and with TSA (layers 15-30): tau 0.005, forced keep 0.456 and 0.326"
-  for keep in dense 0 0.456 0.326; do
+  for keep in ${TSA_KEEPS:-dense 0 0.456 0.326}; do
     if [ "$keep" = dense ]; then args=(); else
       args=(--config configs/llama-3.1-8b-instruct.json --force-keep "$keep"); fi
     timeout 200 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random "${args[@]}" \
@@ -157,6 +157,20 @@ if has ncu; then
     echo "ncu sparse=$sparse: exit $?"
   done
   grep -E "prefill_sm90|Duration|Throughput|Stall|Issued Warp|No Eligible|Hit Rate|Pipe" "$OUT/ncu_sm90.txt" | head -80
+fi
+
+if has ncu-decode; then
+  # GPU time of each kernel of one decode step (ncu serializes the kernels,
+  # so the sum leaves out launch gaps), next to the same step's wall time.
+  log "ncu: kernels of one decode step, 8B shape, contexts ${NCU_DECODE_CTX:-1024 131072}"
+  for ctx in ${NCU_DECODE_CTX:-1024 131072}; do
+    bench_args=(-m bench/shapes/llama-3.1-8b --random --prefill 0 --decode-ctx "$ctx")
+    "$BUILD/tools/tsa-bench" "${bench_args[@]}" | grep -E "^\| [0-9]"
+    timeout 200 ncu --csv --metrics gpu__time_duration.sum --clock-control none \
+      "$BUILD/tools/tsa-bench" "${bench_args[@]}" --decode-steps 4 > "$OUT/ncu_decode_$ctx.csv" 2> "$OUT/ncu_decode_$ctx.err"
+    echo "ncu decode $ctx: exit $?"
+    python3 bench/decode_kernels.py "$OUT/ncu_decode_$ctx.csv" | head -24
+  done
 fi
 
 if has tp70b; then

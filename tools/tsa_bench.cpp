@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
         static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
         engine->load_ms());
 
+    std::erase_if(prefill, [](int64_t len) { return len <= 0; });  // --prefill 0: decode only
     if (!prefill.empty()) {
       // Each prompt is followed by kAfter decode steps, inside the model's context.
       constexpr int64_t kAfter = 8;
