@@ -4,7 +4,7 @@
 # (and compute-sanitizer memcheck on them), then the benchmarks. Results and
 # logs go to $OUT (or ./gpu-out); a short table is printed last.
 #
-#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [ncu-decode] [mpi]
+#   bash bench/gpu_run.sh [build] [test] [sanitize] [kernels] [attn] [tsa] [model] [tsa-model] [tp] [tp70b] [ncu] [ncu-decode] [ncu-prefill] [ncu-source] [mpi]
 #   (default: build test)
 # TARGETS="a b" builds only those targets; TESTS=regex runs only the GPU tests
 # it matches (and skips the CPU tests), to fit short device calls. The attn
@@ -39,7 +39,7 @@ export PKG_CONFIG_LIBDIR=$DEBS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEBS/usr/shar
 export PKG_CONFIG_SYSROOT_DIR=$DEBS
 export LD_LIBRARY_PATH=$DEBS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export PATH=$DEBS/usr/bin:/usr/local/cuda/bin:$PATH
-BUILD=$ROOT/build-gpu
+BUILD=${BUILD:-$ROOT/build-gpu}  # BUILD=dir CMAKE_EXTRA=... builds an A/B variant beside it
 # Open MPI, when its .deb files are carried in .mpi-debs/ (the mpi stage):
 # unpacked like .debs and relocated with OPAL_PREFIX / PMIX_INSTALL_PREFIX.
 MPI_DIR=$ROOT/.mpi-debs/root
@@ -61,7 +61,7 @@ if has build; then
   [ -f /usr/local/cuda/include/nccl.h ] || NCCL_ROOT=$(python3 -c \
     "import nvidia.nccl as n; print(list(n.__path__)[0])" 2>/dev/null)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" ${NCCL_ROOT:+-DNCCL_ROOT=$NCCL_ROOT} "${MPI_ARGS[@]}" \
+    -DPKG_CONFIG_EXECUTABLE="$DEBS/usr/bin/pkgconf" ${NCCL_ROOT:+-DNCCL_ROOT=$NCCL_ROOT} "${MPI_ARGS[@]}" ${CMAKE_EXTRA:-} \
     > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
   grep -E "tsa: (NCCL|MPI)" "$OUT/configure.log"
@@ -159,6 +159,22 @@ if has ncu; then
   grep -E "prefill_sm90|Duration|Throughput|Stall|Issued Warp|No Eligible|Hit Rate|Pipe" "$OUT/ncu_sm90.txt" | head -80
 fi
 
+if has ncu-source; then
+  # Where the sm90 prefill kernel's warps stall, instruction by instruction
+  # (PC sampling), sparse (keep 0.456) and dense at 32K.
+  for sparse in 1 0; do
+    log "ncu: stall samples per SASS instruction, sm90 prefill, sparse=$sparse"
+    timeout 150 ncu -f -o "$OUT/ncu_src_$sparse" --section SourceCounters --section WarpStateStats \
+      --kernel-name-base demangled -k "regex:prefill_sm90_kernel<.int.128, .bool.$sparse>" \
+      --launch-count 1 "$BUILD/bench/bench_attention" --lengths 32768 --keep 0.456 --kernels sm90 \
+      --contexts 1024 > "$OUT/ncu_src_$sparse.log" 2>&1
+    ncu --import "$OUT/ncu_src_$sparse.ncu-rep" --page source --print-source sass --csv \
+      > "$OUT/ncu_src_$sparse.csv" 2>> "$OUT/ncu_src_$sparse.log"
+    echo "ncu source sparse=$sparse: exit $?"
+    python3 bench/ncu_source_hot.py "$OUT/ncu_src_$sparse.csv" 25 || tail -5 "$OUT/ncu_src_$sparse.log"
+  done
+fi
+
 if has ncu-decode; then
   # GPU time of each kernel of one decode step (ncu serializes the kernels,
   # so the sum leaves out launch gaps), next to the same step's wall time.
@@ -171,6 +187,18 @@ if has ncu-decode; then
     echo "ncu decode $ctx: exit $?"
     python3 bench/decode_kernels.py "$OUT/ncu_decode_$ctx.csv" | head -24
   done
+fi
+
+if has ncu-prefill; then
+  # GPU time of each prefill kernel (by name and grid: one GEMM shape each)
+  # of an 8K prompt in 4096-row chunks, to see where the non-attention time goes.
+  # --launch-count stops before the decode steps tsa-bench runs after the prompt.
+  log "ncu: kernels of an 8K prefill, 8B shape"
+  timeout 300 ncu --csv --metrics gpu__time_duration.sum --clock-control none --launch-count 1300 \
+    "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --prefill 8192 --decode-ctx 0 \
+    > "$OUT/ncu_prefill.csv" 2> "$OUT/ncu_prefill.err"
+  echo "ncu prefill: exit $?"
+  python3 bench/decode_kernels.py "$OUT/ncu_prefill.csv" --all | head -30
 fi
 
 if has tp70b; then
