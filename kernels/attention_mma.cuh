@@ -30,6 +30,17 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool f
                : "memory");
 }
 
+// The same for a gathered row: zeros when row < 0 (past the list's end). The
+// predicate form costs one compare, where `full ? 16 : 0` as the source size
+// took ptxas four instructions.
+__device__ __forceinline__ void cp_async16_row(uint32_t dst, const void* src, int row) {
+  asm volatile(
+      "{\n .reg .pred skip;\n setp.lt.s32 skip, %2, 0;\n"
+      " cp.async.cg.shared.global [%0], [%1], 16, skip;\n}\n" ::"r"(dst),
+      "l"(src), "r"(row)
+      : "memory");
+}
+
 // 4-byte variant (index lists, whose rows are not 16-byte aligned).
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool full) {
   const int n = full ? 4 : 0;

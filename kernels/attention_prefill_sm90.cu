@@ -149,40 +149,55 @@ __device__ __forceinline__ void produce_tma(const Sm90Args& a, const CtaWork& w,
 // index list. Warp wp copies tile rows 32 wp .. 32 wp + 31; lane l holds the
 // source row of tile row 32 wp + l (-1: past the end, zero-filled) and the
 // warp's lanes share it by shuffles.
+//
+// In pass i (0..7) lane l copies the 16-byte chunk l % 8 of each 128-byte
+// half of tile row 4 i + l / 8 of its warp's 32: each copy instruction moves
+// four whole 128-byte lines. The swizzled spot of that chunk, (l % 8) ^ (row
+// % 8) with row % 8 = 4 (i % 2) + l / 8, takes two values per lane, so every
+// shared address is one of two registers plus an immediate, and every global
+// one a per-pass row pointer plus an immediate: ~3 instructions per copy
+// where the one-chunk-per-row mapping before took ~12 (address math for 16
+// rows), which took issue slots from the consumers' softmax
+// (bench/NOTES_attention_sm90.md).
 template <int D, int S>
 __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork& w, const Rings& r,
                                                const int32_t* sel) {
   using namespace sm90;
   constexpr uint32_t kTile = D / 64 * kHalfBytes;
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  constexpr int kRowsPerPass = 32 / kChunks;
-  constexpr int kPasses = 32 / kRowsPerPass;
+  constexpr int kPasses = 8;  // 4 rows per pass and warp
   const AttentionParams& p = a.p;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int chunk = lane % kChunks;
+  const int c = lane % 8;
   auto source_row = [&](int first, int end) {
     const int i = first + 32 * warp + lane;
     return i < end ? __ldg(sel + i) : -1;
   };
-  // All source rows first (kPasses shuffles), then the copies back to back:
-  // with each copy's address computed right after a shuffle, ptxas reused
-  // one register pair for every address and the copies issued one at a time
-  // (500 vs 440 TFLOP/s at 128K, keep 0.456; bench/NOTES_attention_sm90.md).
-  auto gather = [&](uint32_t dst, const bf16* src, int64_t stride, int my_row) {
-    int src_rows[kPasses];
+  const uint32_t row_base = (32 * warp + lane / 8) * 128;
+  const uint32_t spot[2] = {row_base + ((c ^ (lane / 8)) << 4),
+                            row_base + ((c ^ (4 + lane / 8)) << 4)};
+  // All source rows first, then the copies back to back (with each copy's
+  // address computed right after its shuffle, ptxas had issued them one at a
+  // time; bench/NOTES_attention_sm90.md).
+  auto share_rows = [&](int my_row, int(&rows)[kPasses]) {
 #pragma unroll
-    for (int i = 0; i < kPasses; ++i)
-      src_rows[i] = __shfl_sync(0xffffffffu, my_row, i * kRowsPerPass + lane / kChunks);
-    src += chunk * 8;
-    const uint32_t d0 = dst + (chunk / 8) * kHalfBytes + (32 * warp + lane / kChunks) * 128;
+    for (int i = 0; i < kPasses; ++i) rows[i] = __shfl_sync(0xffffffffu, my_row, 4 * i + lane / 8);
+  };
+  // Row pointers from 32-bit byte strides (the launcher checks they fit):
+  // one multiply-add each.
+  auto gather = [&](uint32_t dst, const bf16* src, int64_t stride, const int(&rows)[kPasses]) {
+    const char* base = reinterpret_cast<const char*>(src + c * 8);
+    const uint32_t stride_bytes = static_cast<uint32_t>(stride * sizeof(bf16));
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
-      const int rw = i * kRowsPerPass + lane / kChunks;  // row within the warp's 32
-      const uint32_t off = i * kRowsPerPass * 128 + (((chunk % 8) ^ (rw % 8)) << 4);
-      cp_async16(d0 + off, src + int64_t{max(src_rows[i], 0)} * stride, src_rows[i] >= 0);
+      const char* row = base + uint64_t{static_cast<uint32_t>(max(rows[i], 0))} * stride_bytes;
+#pragma unroll
+      for (int h = 0; h < D / 64; ++h)
+        cp_async16_row(dst + spot[i % 2] + i * 4 * 128 + h * kHalfBytes, row + h * 128, rows[i]);
     }
   };
-  gather(r.q, p.q + int64_t{w.head} * D, p.q_stride, source_row(w.q0, w.n_rows));
+  int rows[kPasses];
+  share_rows(source_row(w.q0, w.n_rows), rows);
+  gather(r.q, p.q + int64_t{w.head} * D, p.q_stride, rows);
   mbar_arrive_cp_async(r.q_full());
   const int64_t kv_col = int64_t{w.head / a.group} * D;
   // K and V of tile i together (V of tile i sits in V stage i % S, where the
@@ -190,14 +205,14 @@ __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork&
   // land than in the dense order, which measured 5-7% faster
   // (bench/NOTES_attention_sm90.md).
   for (int i = 0; i < w.n_tiles; ++i) {
-    const int my_row = source_row((w.t_end - 1 - i) * kBN, w.kv_end);
+    share_rows(source_row((w.t_end - 1 - i) * kBN, w.kv_end), rows);
     const int s = i % S;
     const uint32_t phase = ((i / S) & 1) ^ 1;
     mbar_wait(r.empty(false, S, s), phase);
-    gather(r.k + s * kTile, p.k + kv_col, p.kv_stride, my_row);
+    gather(r.k + s * kTile, p.k + kv_col, p.kv_stride, rows);
     mbar_arrive_cp_async(r.full(false, S, s));
     mbar_wait(r.empty(true, S, s), phase);
-    gather(r.v + s * kTile, p.v + kv_col, p.kv_stride, my_row);
+    gather(r.v + s * kTile, p.v + kv_col, p.kv_stride, rows);
     mbar_arrive_cp_async(r.full(true, S, s));
   }
   zero_gaps<D>(p, sel, w, warp, 4, lane);
@@ -536,6 +551,9 @@ cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
   // model) and the chunked one (lists reaching into the cache) exist in the
   // sm_80 kernel only.
   if (sparse && (p.sliding_window != 0 || p.q_pos0 != 0)) return cudaErrorInvalidValue;
+  // The gathers step through rows with 32-bit byte strides.
+  if (sparse && std::max(p.q_stride, p.kv_stride) > INT32_MAX / int64_t{sizeof(bf16)})
+    return cudaErrorInvalidValue;
   if (p.n_q == 0) return cudaSuccess;
   if (!sm90_prefill_ready()) return cudaErrorNoKernelImageForDevice;
   Sm90Args a{};
