@@ -95,6 +95,16 @@ bool attention_prefill_sm90_available();
 // smaller call. No sparse mode.
 size_t attention_decode_workspace_bytes(const AttentionParams& p);
 cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStream_t stream);
+// The same with the key count read on the device (n_kv_device, int32), so
+// that one launch serves every step of a decode loop replayed as a CUDA
+// graph (src/cuda/cuda_model.cpp). p.n_kv is then the upper bound that sizes
+// the grid and the workspace, and p.q_pos0 is ignored: the n_q queries are
+// the last positions of the device count (q_pos0 = count - n_q). Each CTA
+// plans its split of the keys from the count with the host's code, so the
+// output equals, bit for bit, attention_decode with n_kv = count. The count
+// is clamped to [n_q, p.n_kv].
+cudaError_t attention_decode(const AttentionParams& p, const int32_t* n_kv_device, void* workspace,
+                             cudaStream_t stream);
 
 // Paged decode (tsa::Batch; layout in src/model/paged_kv.h): one query row
 // per sequence, each against its own keys held in fixed-size blocks of a

@@ -11,6 +11,14 @@
 // and its log-sum-exp (base 2) to the workspace; a second kernel merges the
 // splits into bf16. With a single split the CTA writes the output directly.
 //
+// Device length (the attention_decode overload taking n_kv_device: a decode
+// step replayed as a CUDA graph): the grid covers split_bound(n_kv) splits,
+// n_kv being the host's upper bound; each CTA reads the real length and plans
+// with the host's plan_keys, so the splits, their chunks and key ranges are
+// those of a launch with that length. CTAs past its split count exit; the
+// merge kernel merges its splits, or does nothing when there is one (the CTA
+// then wrote the output, as without a device length).
+//
 // Paged mode (attention_paged_decode, tsa::Batch): the same kernel with one
 // query row per sequence; the grid's z runs over (sequence, KV head), each
 // CTA reads its sequence's length and finds key row p through the block
@@ -61,7 +69,11 @@ struct DecodePlan {
 
 struct DecodeArgs {
   AttentionParams p;  // paged mode: n_q = 1, q_pos0 + 1 = n_kv = the longest sequence
+  // With n_kv_device, plan.splits is the grid's bound and the CTAs plan
+  // the keys themselves (launch_plan), with at most split_cap splits.
   DecodePlan plan;
+  const int32_t* n_kv_device = nullptr;
+  int32_t split_cap = 0;
   // Paged mode only (see PagedDecodeParams).
   const int32_t* block_tables = nullptr;
   const int32_t* seq_lens = nullptr;
@@ -105,20 +117,39 @@ size_t workspace_bytes(const AttentionParams& p) {
   return bound > 1 ? size_t(bound) * p.num_heads * p.n_q * (p.head_dim + 1) * sizeof(float) : 0;
 }
 
-// Splits over the keys the queries actually see, [kv_lo, q_pos0 + n_q), with
-// at least kMinKeysPerSplit keys each; never more than split_bound(p).
+// Splits over the keys that queries at q_pos0 .. q_pos0 + n_q - 1 see,
+// [kv_lo, q_pos0 + n_q), with at least kMinKeysPerSplit keys each and at
+// most `cap` (split_cap) splits; so never more than split_bound of any
+// n_kv >= q_pos0 + n_q (the count itself is not monotone in the length).
+// Host and device: CTAs with a device length plan with this same code.
+__host__ __device__ void plan_keys(DecodePlan& plan, int32_t q_pos0, int32_t n_q, int32_t window,
+                                   int64_t cap) {
+  plan.kv_hi = q_pos0 + n_q;
+  plan.kv_lo = window > 0 ? std::max(0, q_pos0 - window + 1) : 0;
+  const int64_t len = plan.kv_hi - plan.kv_lo;
+  const int64_t splits = std::max<int64_t>(1, std::min(ceil_div(len, kMinKeysPerSplit), cap));
+  plan.chunk = static_cast<int32_t>(ceil_div(ceil_div(len, splits), kBk) * kBk);
+  plan.splits = static_cast<int32_t>(ceil_div(len, plan.chunk));
+}
+
 DecodePlan plan_decode(const AttentionParams& p, int64_t batch = 1) {
   DecodePlan plan;
   plan.group = p.num_heads / p.num_kv_heads;
   plan.rows = plan.group * p.n_q;
   plan.row_groups = static_cast<int32_t>(ceil_div(plan.rows, kRows));
-  plan.kv_hi = p.q_pos0 + p.n_q;
-  plan.kv_lo = p.sliding_window > 0 ? std::max(0, p.q_pos0 - p.sliding_window + 1) : 0;
-  const int64_t len = plan.kv_hi - plan.kv_lo;
-  const int64_t splits =
-      std::max<int64_t>(1, std::min(ceil_div(len, kMinKeysPerSplit), split_cap(p, batch)));
-  plan.chunk = static_cast<int32_t>(ceil_div(ceil_div(len, splits), kBk) * kBk);
-  plan.splits = static_cast<int32_t>(ceil_div(len, plan.chunk));
+  plan_keys(plan, p.q_pos0, p.n_q, p.sliding_window, split_cap(p, batch));
+  return plan;
+}
+
+// The plan a CTA runs: the host's, or with a device length (dense mode)
+// plan_keys over that length, clamped to [n_q, p.n_kv].
+template <bool kPaged>
+__device__ DecodePlan launch_plan(const DecodeArgs& a) {
+  DecodePlan plan = a.plan;
+  if (!kPaged && a.n_kv_device != nullptr) {
+    const int32_t n_kv = min(max(*a.n_kv_device, a.p.n_q), a.p.n_kv);
+    plan_keys(plan, n_kv - a.p.n_q, a.p.n_q, a.p.sliding_window, a.split_cap);
+  }
   return plan;
 }
 
@@ -133,9 +164,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   bf16* kv_s = q_s + Smem::kQ;                // [kStages][K: kBk x D, V: kBk x D]
 
   const AttentionParams& p = a.p;
-  const DecodePlan& plan = a.plan;
+  const DecodePlan plan = launch_plan<kPaged>(a);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int rg = blockIdx.x, split = blockIdx.y;
+  if (split >= plan.splits) return;  // past a device length's splits: the merge skips them
   const int kvh = kPaged ? blockIdx.z % p.num_kv_heads : blockIdx.z;
   const int seq = kPaged ? blockIdx.z / p.num_kv_heads : 0;
   // Keys [kv_lo, kv_hi) this CTA's rows may see: the plan's, or the sequence's.
@@ -207,11 +239,14 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   for (int kk = 0; kk < D / 16; ++kk)
     ldmatrix_x4(qa[kk], smem_u32(q_s + swizzle<D>(lane & 15, 2 * kk + (lane >> 4))));
 
-  int qpos[2];  // positions of this thread's rows g and g+8 (padding rows: any)
+  // Positions of this thread's rows g and g+8 (padding rows: any); the
+  // queries are the last n_q positions (paged: n_q = 1, the sequence's last).
+  const int q_pos0 = kv_hi - p.n_q;
+  int qpos[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int rr = rg * kRows + lane / 4 + h * 8;
-    qpos[h] = kPaged ? kv_hi - 1 : p.q_pos0 + (rr < plan.rows ? rr % p.n_q : 0);
+    qpos[h] = q_pos0 + (rr < plan.rows ? rr % p.n_q : 0);
   }
   const int window = p.sliding_window;
 
@@ -336,7 +371,8 @@ __global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const De
   const int64_t pairs = a.pairs();
   const int64_t pair = blockIdx.x;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int splits = a.plan.splits;
+  const int splits = launch_plan<kPaged>(a).splits;
+  if (splits == 1) return;  // a device length's single split: decode_kernel wrote the output
   __shared__ float red[kMergeWarps];
   __shared__ float part[kMergeWarps][D + 1];  // per warp: D weighted sums, then the weight sum
 
@@ -427,7 +463,11 @@ size_t attention_decode_workspace_bytes(const AttentionParams& p) {
   return shape_ok(p) ? workspace_bytes(p) : 0;
 }
 
-cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStream_t stream) {
+cudaError_t attention_decode(const AttentionParams& params, const int32_t* n_kv_device,
+                             void* workspace, cudaStream_t stream) {
+  AttentionParams p = params;
+  // A device length replaces q_pos0; the host plans for the longest, n_kv.
+  if (n_kv_device != nullptr) p.q_pos0 = p.n_kv - p.n_q;
   if (check_common(p) != cudaSuccess || p.sel != nullptr || p.num_kv_heads > 65535 ||
       int64_t{p.num_heads} * p.n_q > INT32_MAX / 32)
     return cudaErrorInvalidValue;
@@ -435,6 +475,11 @@ cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStre
   DecodeArgs a{};
   a.p = p;
   a.plan = plan_decode(p);
+  if (n_kv_device != nullptr) {
+    a.plan.splits = static_cast<int32_t>(split_bound(p));
+    a.n_kv_device = n_kv_device;
+    a.split_cap = static_cast<int32_t>(split_cap(p));
+  }
   a.scale_log2 = scale_log2(p);
   if (a.plan.splits > 1) {
     if (workspace == nullptr || !aligned16(workspace)) return cudaErrorInvalidValue;
@@ -449,6 +494,10 @@ cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStre
     default:
       return cudaErrorInvalidValue;
   }
+}
+
+cudaError_t attention_decode(const AttentionParams& p, void* workspace, cudaStream_t stream) {
+  return attention_decode(p, nullptr, workspace, stream);
 }
 
 namespace {

@@ -15,6 +15,10 @@
 // summed over the batch.
 // --tp N runs one process per GPU (tools/tp_launch.h); rank 0 reports, and
 // decode bytes and GB/s are per GPU (weights and KV cache split N ways).
+// --no-cuda-graphs launches each single-sequence decode step's kernels one
+// by one instead of replaying a CUDA graph (SessionOptions::cuda_graphs), for
+// an A/B of the decode table in two runs (the prefill table's Session
+// profiles, so it never uses graphs; tsa::Batch's steps are not graphed).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -51,7 +55,7 @@ int main(int argc, char** argv) {
   int64_t decode_steps = 64;
   int64_t batch = 0;
   double force_keep = 0;
-  bool random = false;
+  bool random = false, no_cuda_graphs = false;
   int tp = 1;
   app.add_option("-m,--model", model_dir, "Model folder (config.json; weights unless --random)")
       ->required();
@@ -72,6 +76,9 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "Write results as JSON ('-' = stdout)");
   app.add_option("--tp", tp, "Tensor parallelism over N GPUs of this host, one process each")
       ->check(CLI::PositiveNumber);
+  app.add_flag(
+      "--no-cuda-graphs", no_cuda_graphs,
+      "Decode table: launch each step's kernels one by one (default: replay a CUDA graph)");
   CLI11_PARSE(app, argc, argv);
 
   std::optional<tsa_tools::TpLaunch> launch;  // outlives the error message below
@@ -102,15 +109,16 @@ int main(int argc, char** argv) {
                         {"config", config.empty() ? "dense" : config},
                         {"force_keep", force_keep},
                         {"tp", world},
+                        {"cuda_graphs", !no_cuda_graphs},
                         {"load_ms", engine->load_ms()}};
     std::printf(
-        "# tsa-bench: %s (%s%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
+        "# tsa-bench: %s (%s%s%s%s), %lld layers, heads %lld/%lld, head_dim %lld, load %.0f ms\n\n",
         model_dir.c_str(), config.empty() ? "dense" : config.c_str(),
         force_keep > 0 ? fmt::format(", keep {}", force_keep).c_str() : "",
         world > 1 ? fmt::format(", TP {}", world).c_str() : "",
-        static_cast<long long>(cfg.num_layers), static_cast<long long>(cfg.num_heads),
-        static_cast<long long>(cfg.num_kv_heads), static_cast<long long>(cfg.head_dim),
-        engine->load_ms());
+        no_cuda_graphs ? ", no CUDA graphs" : "", static_cast<long long>(cfg.num_layers),
+        static_cast<long long>(cfg.num_heads), static_cast<long long>(cfg.num_kv_heads),
+        static_cast<long long>(cfg.head_dim), engine->load_ms());
 
     std::erase_if(prefill, [](int64_t len) { return len <= 0; });  // --prefill 0: decode only
     if (!prefill.empty()) {
@@ -185,7 +193,13 @@ int main(int argc, char** argv) {
       const int64_t limit = cfg.max_position_embeddings - decode_steps - 1;
       for (int64_t& c : decode_ctx) c = std::min(c, limit);
       const int64_t max_ctx = *std::max_element(decode_ctx.begin(), decode_ctx.end());
-      tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1, .prefill_chunk = 64});
+      tsa::Session s(engine, {.ctx_size = max_ctx + decode_steps + 1,
+                              .prefill_chunk = 64,
+                              .cuda_graphs = !no_cuda_graphs});
+      // Untimed steps first: the n = 1 GEMM plans and the CUDA graph's
+      // capture (the second step) stay out of the first context's timing.
+      s.generate(std::vector<int32_t>{tok(rng)},
+                 {.max_new_tokens = 3, .ignore_eos = true, .sampling = g.sampling});
       const double qkv = double(cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim;
       // Every weight a step reads: the layers and lm_head (the embedding
       // table gives one row, tied or not); one GPU's share of them.

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   std::string dump_dir, dump_filter;
   int64_t n_predict = 256, ctx_size = 0, prefill_chunk = 0;
   int threads = 0, tp = 1;
-  bool chat = false, raw = false, as_json = false, ignore_eos = false;
+  bool chat = false, raw = false, as_json = false, ignore_eos = false, no_cuda_graphs = false;
   std::vector<std::string> stops;
   tsa::SamplingOptions sampling;
   uint64_t seed = 0;
@@ -128,6 +128,8 @@ int main(int argc, char** argv) {
   app.add_option("--system", system_prompt, "System message (with --chat)");
   app.add_flag("--json", as_json,
                "Print one JSON object with ids, text and timings instead of streaming");
+  app.add_flag("--no-cuda-graphs", no_cuda_graphs,
+               "Launch each decode step's kernels one by one (default: replay a CUDA graph)");
   app.add_option("--dump", dump_dir, "Debug: write named intermediates as .npy into this folder");
   app.add_option("--dump-filter", dump_filter,
                  "Debug: only intermediates whose name contains this");
@@ -171,6 +173,7 @@ int main(int argc, char** argv) {
     so.prefill_chunk = prefill_chunk;
     so.dump_dir = dump_dir;
     so.dump_filter = dump_filter;
+    so.cuda_graphs = !no_cuda_graphs;
     tsa::Session session(engine, so);
 
     tsa::GenerateOptions go;

@@ -71,6 +71,11 @@ struct SessionOptions {
   std::string dump_dir;       // debug: write named intermediates ("attn_out-3") as .npy here
   std::string dump_filter;    // only names containing this ("" = all)
   bool profile = false;       // per-layer timings (GPU) and drift (CPU); see Session::profile
+  // CUDA backend: replay each single-token decode step as one CUDA graph
+  // (captured at the second step) instead of launching its ~10 kernels per
+  // layer one by one; same results bit for bit. Not with profile or tensor
+  // parallelism, which launch eagerly. Ignored on the CPU.
+  bool cuda_graphs = true;
 };
 
 // What the last forward call did: attention time per layer (selection

@@ -150,11 +150,11 @@ void CudaRunner::forward_paged(const PagedStep& step, std::vector<float>* logits
   // B <= chunk (init_paged): every stage over all rows at once.
   check(kernels::embed(w_->tok_embd, dev_ids, B, H, V, norm, stream_), "embed", B);
   check(kernels::to_residual(norm, B * H, resid, stream_), "to_residual", B);
-  stage_a(0, 0, B, 0, nullptr, true);
+  stage_a(0, 0, B, 0, nullptr, Rows::Paged);
   paged_attention(0, B, max_len);
   for (int64_t l = 1; l < cfg_.num_layers; ++l) {
     stage_c(l - 1, 0, B);
-    stage_a(l, 0, B, 0, delta, true);
+    stage_a(l, 0, B, 0, delta, Rows::Paged);
     paged_attention(l, B, max_len);
   }
   stage_c(cfg_.num_layers - 1, 0, B);

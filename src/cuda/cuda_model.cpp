@@ -19,6 +19,17 @@
 // lm_head on the requested rows only. Batched decode over the paged KV
 // cache (tsa::Batch) is in cuda_batch.cpp.
 //
+// A one-token call (a decode step) replays a CUDA graph of those launches
+// (SessionOptions::cuda_graphs), captured at the runner's second such call
+// and kept for its life, so that the ~10 launches per layer cost one
+// launch's overhead. What changes per step is uploaded before the replay and
+// read on the device: the token id (Buf::Ids) and [position, key count]
+// (step_io_), read by RoPE (rope_at), the K/V write (scatter_rows; the
+// position is the cache row) and attention_decode (its device key count, the
+// context as the bound that sizes its grid). The results equal the eager launches
+// bit for bit. Tensor parallelism (the NCCL calls are not captured) and
+// profiling launch eagerly.
+//
 // Tensor parallelism (src/plan/tp_plan.h): each rank runs the above with its
 // heads and MLP features (cfg_ is the rank's local_config); the o_proj and
 // down_proj outputs are partial sums, all-reduced in fp32 and rounded to
@@ -27,6 +38,8 @@
 // vocabulary slice, all-gathered so every rank holds the full logits; the
 // sampled token is rank 0's.
 #include <algorithm>
+
+#include <spdlog/spdlog.h>
 
 #include "cpu/rope.h"
 #include "cpu/tsa_reference.h"
@@ -131,6 +144,12 @@ CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
     events_.resize(2 * cfg_.num_layers + 2);
     for (cudaEvent_t& e : events_) cuda_check(cudaEventCreate(&e), "cudaEventCreate");
   }
+  // Not with profiling (events between the launches) nor tensor parallelism:
+  // capturing the NCCL calls is left out, so TP decodes eagerly.
+  if (o.cuda_graphs && !o.profile && !dist_) {
+    graph_ = Graph::Cold;
+    step_io_ = DeviceBlock(2 * sizeof(int32_t), "decode step position");
+  }
 }
 
 int32_t CudaRunner::sample_on_device(const SamplingOptions& o, std::span<const int32_t> history,
@@ -192,7 +211,7 @@ void CudaRunner::update_rope(int64_t seq_len) {
 }
 
 void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta,
-                         bool paged) {
+                         Rows rows) {
   const CudaLayer& L = w_->layers[l];
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim;
   const int64_t nh = cfg_.num_heads, nkv = cfg_.num_kv_heads;
@@ -204,13 +223,19 @@ void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const 
   gemm_->run(norm, cn, H, L.wqkv, qkv_width_, L.bqkv, qkv, false, stream_);
   // The q heads and then the k heads lead each qkv row: one RoPE launch
   // rotates both (a launch per layer fewer in decode).
-  if (paged) {
-    check(kernels::rope_at(qkv, qkv_width_, cn, nh + nkv, D, paged_io(PagedIo::Pos) + c0,
-                           rope_dev_.at<float>(0), rope_scaling_, stream_),
+  if (rows != Rows::Contiguous) {
+    // Positions and cache rows from the device. The graphed step's position
+    // is also its row of the contiguous cache (rows of 2 * kv_row_, as the
+    // pool's slots).
+    const bool paged = rows == Rows::Paged;
+    const int32_t* pos = paged ? paged_io(PagedIo::Pos) + c0 : step_io_.at<int32_t>(0);
+    const int32_t* slot = paged ? paged_io(PagedIo::Slot) + c0 : pos;
+    check(kernels::rope_at(qkv, qkv_width_, cn, nh + nkv, D, pos, rope_dev_.at<float>(0),
+                           rope_scaling_, stream_),
           "rope q, k (per row)", cn);
-    check(kernels::scatter_rows(qkv + nh * D, qkv_width_, pool(l), 2 * kv_row_,
-                                paged_io(PagedIo::Slot) + c0, cn, 2 * kv_row_, stream_),
-          "k, v to their blocks", cn);
+    check(kernels::scatter_rows(qkv + nh * D, qkv_width_, paged ? pool(l) : kv_cache(l),
+                                2 * kv_row_, slot, cn, 2 * kv_row_, stream_),
+          "k, v to their cache rows", cn);
     return;
   }
   check(kernels::rope(qkv, qkv_width_, cn, nh + nkv, D, pos0 + c0, rope_dev_.at<float>(0),
@@ -221,7 +246,12 @@ void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const 
         "k, v to cache", cn);
 }
 
-void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
+bool CudaRunner::sparse(int64_t l, int64_t pos0, int64_t n) const {
+  // A chunk holding the window, enough keys (as the CPU runner).
+  return tsa_ && cpu::tsa_applies_chunk(sparsity_.layers[l], pos0, n);
+}
+
+void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0, Rows rows) {
   if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l], stream_), "profile event");
   kernels::AttentionParams p;
   p.q = buf<bf16>(Buf::Qkv);
@@ -238,8 +268,14 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0) {
   p.n_kv = static_cast<int32_t>(pos0 + n);
   p.q_pos0 = static_cast<int32_t>(pos0);
   p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
-  // Token Sparse Attention: a chunk holding the window, enough keys (as the CPU runner).
-  if (tsa_ && cpu::tsa_applies_chunk(sparsity_.layers[l], pos0, n)) {
+  if (rows == Rows::Step) {
+    // The key count from the device; the context bounds it (and sized the
+    // workspace). launch_graph runs no step that a sparse layer would take.
+    p.n_kv = static_cast<int32_t>(capacity());
+    check(kernels::attention_decode(p, step_io_.at<int32_t>(sizeof(int32_t)),
+                                    buf<char>(Buf::Workspace), stream_),
+          "attention_decode (graphed step)", n);
+  } else if (sparse(l, pos0, n)) {
     sparse_attention(l, n, pos0, p);
   } else if (n <= kDecodeMaxRows) {
     check(kernels::attention_decode(p, buf<char>(Buf::Workspace), stream_), "attention_decode", n);
@@ -365,58 +401,38 @@ void CudaRunner::lm_head(const bf16* x, int64_t qn, float* logits) {
   }
 }
 
-void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
-                     std::vector<float>* logits) {
-  const int64_t n = static_cast<int64_t>(ids.size());
+void CudaRunner::layers(int64_t n, int64_t pos0, Rows rows) {
   const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
-  if (n == 0) throw Error("forward: no tokens");
-  if (n_logits < 1 || n_logits > n)
-    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
-  if (pos0 < 0 || pos0 > n_cached_) {
-    throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
-                            pos0, n_cached_));
-  }
-  if (pos0 + n > capacity())
-    throw Error(fmt::format("forward of {} tokens at position {} exceeds the context of {}", n,
-                            pos0, capacity()));
-  if (n > plan_.options.max_tokens)
-    throw Error(fmt::format("forward of {} tokens exceeds the planned {} tokens per call", n,
-                            plan_.options.max_tokens));
-  n_cached_ = pos0;
-  std::fill(tsa_ran_.begin(), tsa_ran_.end(), 0);
-  update_rope(pos0 + n);
-  cudaEvent_t* call_events = events_.empty() ? nullptr : &events_[2 * cfg_.num_layers];
-  if (call_events) cuda_check(cudaEventRecord(call_events[0], stream_), "profile event");
-
   const int64_t C = std::min(plan_.options.chunk, plan_.options.max_tokens);
-  int32_t* dev_ids = buf<int32_t>(Buf::Ids);
-  cuda_check(
-      cudaMemcpyAsync(dev_ids, ids.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
-      "token ids upload");
+  const int32_t* dev_ids = buf<int32_t>(Buf::Ids);
   float* resid = buf<float>(Buf::Residual);
   bf16* norm = buf<bf16>(Buf::Norm);
   bf16* delta = buf<bf16>(Buf::Delta);
-
   for (int64_t c0 = 0; c0 < n; c0 += C) {
     const int64_t cn = std::min(C, n - c0);
     check(kernels::embed(w_->tok_embd, dev_ids + c0, cn, H, V, norm, stream_), "embed", cn);
     check(kernels::to_residual(norm, cn * H, resid + c0 * H, stream_), "to_residual", cn);
-    stage_a(0, c0, cn, pos0, nullptr);
+    stage_a(0, c0, cn, pos0, nullptr, rows);
   }
-  attention(0, n, pos0);
+  attention(0, n, pos0, rows);
   for (int64_t l = 1; l < cfg_.num_layers; ++l) {
     for (int64_t c0 = 0; c0 < n; c0 += C) {
       const int64_t cn = std::min(C, n - c0);
       stage_c(l - 1, c0, cn);
-      stage_a(l, c0, cn, pos0, delta);
+      stage_a(l, c0, cn, pos0, delta, rows);
     }
-    attention(l, n, pos0);
+    attention(l, n, pos0, rows);
   }
+}
 
-  // Last layer's MLP, then the final norm and lm_head on the wanted rows only.
+void CudaRunner::head(int64_t n, int64_t n_logits, std::vector<float>* logits) {
+  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int64_t C = std::min(plan_.options.chunk, plan_.options.max_tokens);
   const int64_t first = n - n_logits;
   const int64_t R = plan_.options.logits_rows;
-  if (logits) logits->resize(static_cast<size_t>(n_logits) * V);
+  float* resid = buf<float>(Buf::Residual);
+  bf16* norm = buf<bf16>(Buf::Norm);
+  bf16* delta = buf<bf16>(Buf::Delta);
   float* dev_logits = buf<float>(Buf::Logits);
   for (int64_t c0 = 0; c0 < n; c0 += C) {
     const int64_t cn = std::min(C, n - c0);
@@ -438,6 +454,106 @@ void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logit
       // dev_logits is reused by the next piece: wait for the copy.
       cuda_check(cudaStreamSynchronize(stream_), "lm_head");
     }
+  }
+}
+
+void CudaRunner::step_body() {
+  layers(1, 0, Rows::Step);
+  head(1, 1, nullptr);
+}
+
+bool CudaRunner::launch_graph(int64_t pos0) {
+  if (graph_ == Graph::Off) return false;
+  // A sparse layer needs a chunk longer than its window, so a 1-row step is
+  // dense; should a plan say otherwise, that step runs eagerly.
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    if (sparse(l, pos0, 1)) return false;
+  }
+  if (graph_ == Graph::Cold) {
+    graph_ = Graph::Warm;
+    return false;
+  }
+  // The attention scaling is a launch argument (dynamic NTK's frequencies
+  // are re-uploaded into the buffer the graph reads).
+  if (graph_ == Graph::Ready && graph_rope_scaling_ != rope_scaling_) {
+    cudaGraphExecDestroy(graph_exec_);  // freed when a replay in flight ends
+    graph_exec_ = nullptr;
+    graph_ = Graph::Warm;
+  }
+  const int32_t io[2] = {static_cast<int32_t>(pos0), static_cast<int32_t>(pos0 + 1)};
+  cuda_check(cudaMemcpyAsync(step_io_.data(), io, sizeof(io), cudaMemcpyHostToDevice, stream_),
+             "decode step position upload");
+  if (graph_ == Graph::Warm && !capture_step()) return false;
+  cuda_check(cudaGraphLaunch(graph_exec_, stream_), "decode step graph launch");
+  return true;
+}
+
+bool CudaRunner::capture_step() {
+  // Launch time is all a graph saves: any failure here only turns graphs off.
+  std::string why;
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+  if (e == cudaSuccess) {
+    try {
+      step_body();
+    } catch (const std::exception& err) {
+      why = err.what();
+    }
+    // Ended after a failed launch too, so that the stream leaves capture mode.
+    e = cudaStreamEndCapture(stream_, &graph);
+    if (e == cudaSuccess && why.empty()) e = cudaGraphInstantiate(&graph_exec_, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+  }
+  if (e != cudaSuccess && why.empty()) why = cudaGetErrorString(e);
+  if (!why.empty()) {
+    cudaGetLastError();  // a capture error is not sticky; clear it for the eager step
+    graph_exec_ = nullptr;
+    graph_ = Graph::Off;
+    spdlog::warn("CUDA graph capture of the decode step failed ({}); decoding without graphs", why);
+    return false;
+  }
+  graph_ = Graph::Ready;
+  graph_rope_scaling_ = rope_scaling_;
+  return true;
+}
+
+void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
+                     std::vector<float>* logits) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const int64_t V = cfg_.vocab_size;
+  if (n == 0) throw Error("forward: no tokens");
+  if (n_logits < 1 || n_logits > n)
+    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
+  if (pos0 < 0 || pos0 > n_cached_) {
+    throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
+                            pos0, n_cached_));
+  }
+  if (pos0 + n > capacity())
+    throw Error(fmt::format("forward of {} tokens at position {} exceeds the context of {}", n,
+                            pos0, capacity()));
+  if (n > plan_.options.max_tokens)
+    throw Error(fmt::format("forward of {} tokens exceeds the planned {} tokens per call", n,
+                            plan_.options.max_tokens));
+  n_cached_ = pos0;
+  std::fill(tsa_ran_.begin(), tsa_ran_.end(), 0);
+  update_rope(pos0 + n);
+  cudaEvent_t* call_events = events_.empty() ? nullptr : &events_[2 * cfg_.num_layers];
+  if (call_events) cuda_check(cudaEventRecord(call_events[0], stream_), "profile event");
+
+  cuda_check(cudaMemcpyAsync(buf<int32_t>(Buf::Ids), ids.data(), n * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, stream_),
+             "token ids upload");
+  if (logits) logits->resize(static_cast<size_t>(n_logits) * V);
+  if (n == 1 && launch_graph(pos0)) {
+    last_logits_ = buf<float>(Buf::Logits);
+    if (logits) {
+      cuda_check(cudaMemcpyAsync(logits->data(), last_logits_, V * sizeof(float),
+                                 cudaMemcpyDeviceToHost, stream_),
+                 "logits download");
+    }
+  } else {
+    layers(n, pos0, Rows::Contiguous);
+    head(n, n_logits, logits);
   }
   if (call_events) cuda_check(cudaEventRecord(call_events[1], stream_), "profile event");
   n_cached_ = pos0 + n;

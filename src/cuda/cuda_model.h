@@ -31,6 +31,7 @@ class CudaRunner final : public ModelRunner {
  public:
   CudaRunner(const Engine::Impl& e, const SessionOptions& o);
   ~CudaRunner() override {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -64,11 +65,30 @@ class CudaRunner final : public ModelRunner {
   // device (last_logits_) and nothing waits for the stream.
   void run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
            std::vector<float>* logits);
-  // paged: rows at their own positions, K/V into their pool slots (the
-  // step's device arrays, forward_paged), pos0 unused.
-  void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta,
-               bool paged = false);
-  void attention(int64_t l, int64_t n, int64_t pos0);
+  // Where the rows of a call sit: at pos0, pos0 + 1, ... with K/V into the
+  // contiguous cache; at their own positions with K/V into their pool slots
+  // (Paged: the step's device arrays, forward_paged); or one row at the
+  // position in step_io_ (Step: the graphed decode step). pos0 is unused
+  // but for Contiguous.
+  enum class Rows { Contiguous, Paged, Step };
+  // Embedding, then every layer up to its attention (the MLPs between) of
+  // the n rows at pos0, in chunks; the last layer's MLP is left to head().
+  void layers(int64_t n, int64_t pos0, Rows rows);
+  // The last layer's MLP, the final norm and lm_head on the last n_logits
+  // of the n rows, into Buf::Logits (last_logits_: the last row) and, unless
+  // null, downloaded into `logits`.
+  void head(int64_t n, int64_t n_logits, std::vector<float>* logits);
+  void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta, Rows rows);
+  void attention(int64_t l, int64_t n, int64_t pos0, Rows rows);
+  // Whether layer l runs Token Sparse Attention on the chunk of n rows at pos0.
+  bool sparse(int64_t l, int64_t pos0, int64_t n) const;
+  // The decode step of one token (id in Buf::Ids, position in step_io_) to
+  // its logits in Buf::Logits: what the CUDA graph holds.
+  void step_body();
+  // Enqueues a decode step at pos0 (id uploaded) as the graph, capturing it
+  // first where needed; false when the caller must run it eagerly.
+  bool launch_graph(int64_t pos0);
+  bool capture_step();
   void paged_attention(int64_t l, int64_t B, int64_t max_len);
   // Selection + sparse attention of layer l for the chunk of n rows at pos0,
   // over the keys [0, pos0 + n).
@@ -140,6 +160,17 @@ class CudaRunner final : public ModelRunner {
   float rope_scaling_ = 1.f;   // attention_scaling (yarn)
   bool tsa_ = false;           // some layer may run Token Sparse Attention
   std::vector<char> tsa_ran_;  // per layer: sparse in the last forward
+  // Single-sequence decode replayed as a CUDA graph (SessionOptions::cuda_graphs)
+  // for one-token calls (host logits or not) where no layer goes sparse.
+  // Cold: the next such call runs eagerly (it makes the n = 1 GEMM plans,
+  // whose heuristic query must not run under capture); Warm: the next one
+  // is captured, as after a change of rope_scaling_; Ready: replayed. Off:
+  // never (option, profiling, tensor parallelism, or a failed capture).
+  enum class Graph { Off, Cold, Warm, Ready };
+  Graph graph_ = Graph::Off;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  float graph_rope_scaling_ = 1.f;  // rope_scaling_ baked into the graph's RoPE launches
+  DeviceBlock step_io_;             // int32 [position, key count] of the graphed step
 };
 
 }  // namespace tsa::cuda_backend

@@ -173,6 +173,23 @@ TEST(Cli, CudaDeviceAnswersOrSaysWhyNot) {
   }
 }
 
+// --no-cuda-graphs changes nothing but speed: the same greedy ids on the
+// GPU, or without one on the CPU, which ignores it.
+TEST(Cli, NoCudaGraphsKeepsGreedyIds) {
+  std::string args = "-m " + golden("llama-gqa-llama3rope").string() +
+                     " -p 'Hello world' -n 12 --temp 0 --ignore-eos --json";
+  CliRun graphs = run_infer(args + " --device cuda");
+  if (graphs.status == 0) {
+    args += " --device cuda";
+  } else {
+    graphs = run_infer(args);
+  }
+  const CliRun eager = run_infer(args + " --no-cuda-graphs");
+  ASSERT_EQ(graphs.status, 0) << graphs.err;
+  ASSERT_EQ(eager.status, 0) << eager.err;
+  EXPECT_EQ(nlohmann::json::parse(graphs.out)["ids"], nlohmann::json::parse(eager.out)["ids"]);
+}
+
 // --tp N: without N GPUs one clear error before any rank starts; with them
 // (a GPU machine) one JSON answer from rank 0 with one GPU's greedy tokens.
 TEST(Cli, TensorParallelAnswersOrSaysWhyNot) {

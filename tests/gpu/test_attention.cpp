@@ -2,8 +2,9 @@
 // the bf16-rounded inputs: dense prefill (cache offsets, odd lengths, GQA,
 // head_dim 64/128, sliding window, fused QKV strides), Token Sparse Attention
 // (per-head index lists: reference, zeroed rows, equality with the dense
-// kernel on gathered inputs, device-side row count), split-KV decode, and
-// argument checks. Every prefill test runs against both prefill kernels
+// kernel on gathered inputs, device-side row count), split-KV decode (also
+// with the key count on the device: bit for bit the launch with that count),
+// and argument checks. Every prefill test runs against both prefill kernels
 // (sm80, and sm90 where the GPU and the build have it); long inputs compare
 // the two kernels with each other. Outputs are poisoned (0xFF = NaN) before
 // every launch.
@@ -36,6 +37,7 @@ struct Case {
   float scale = 0.f;    // 0 = 1/sqrt(D)
   float q_scale = 1.f;  // std-dev of the random queries (sharper softmax when larger)
   bool fused = false;   // q, k, v interleaved in one [n][(H + 2 Hkv) D] buffer
+  int kv_bound = 0;     // decode: > 0 reads n_kv on the device, the host's n_kv being this bound
 };
 
 // Inputs as bf16-rounded floats in one host buffer, mirrored on the device:
@@ -182,10 +184,17 @@ std::vector<float> run(Kernel kind, const Case& c, const Inputs& in, int64_t o_s
   if (!kind.decode) {
     err = tsa::kernels::attention_prefill(p, nullptr, kind.prefill);
   } else {
+    DeviceBuffer<int32_t> n_kv_dev(c.kv_bound > 0 ? 1 : 0);
+    if (c.kv_bound > 0) {
+      n_kv_dev.upload({c.n_kv});
+      p.n_kv = c.kv_bound;
+      p.q_pos0 = 0;  // ignored: the queries are the device count's last positions
+    }
     DeviceBuffer<unsigned char> ws(
         workspace ? 0 : std::max<size_t>(1, tsa::kernels::attention_decode_workspace_bytes(p)));
     if (!workspace) ws.poison();
-    err = tsa::kernels::attention_decode(p, workspace ? workspace : ws.get(), nullptr);
+    err = tsa::kernels::attention_decode(p, n_kv_dev.get(), workspace ? workspace : ws.get(),
+                                         nullptr);
     if (err == cudaSuccess) err = cudaDeviceSynchronize();
   }
   EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
@@ -218,7 +227,8 @@ std::string describe(const Case& c) {
   return "H=" + std::to_string(c.H) + " Hkv=" + std::to_string(c.Hkv) +
          " D=" + std::to_string(c.D) + " n_q=" + std::to_string(c.n_q) +
          " n_kv=" + std::to_string(c.n_kv) + " q_pos0=" + std::to_string(c.q_pos0) +
-         " window=" + std::to_string(c.window) + (c.fused ? " fused" : "");
+         " window=" + std::to_string(c.window) + (c.fused ? " fused" : "") +
+         (c.kv_bound > 0 ? " kv_bound=" + std::to_string(c.kv_bound) : "");
 }
 
 void check_against_reference(Kernel kind, const Case& c, uint64_t seed, int64_t o_pad = 0,
@@ -517,6 +527,52 @@ TEST(AttentionDecode, OneWorkspaceServesSmallerCalls) {
   }
 }
 
+// The graphed decode step's launch: the key count on the device, n_kv on
+// the host only its bound. Each count gives, bit for bit, the launch with
+// n_kv = count (and so the reference): count 1, counts off the 64-key tile,
+// counts where the split count changes (every 128 keys, and past split_cap's
+// 2 CTAs per SM, where the splits even shrink as the count grows), the bound
+// itself, a sliding window, GQA, head_dim 64 and 128, 1 to 8 query rows.
+TEST(AttentionDecode, DeviceKeyCountEqualsHostCount) {
+  TSA_REQUIRE_GPU();
+  struct Bounded {
+    Case shape;  // n_kv: the bound
+    std::vector<int> counts;
+  };
+  // {H, Hkv, D, n_q, n_kv, q_pos0, window}
+  const Bounded cases[] = {
+      {{32, 8, 128, 1, 12000},
+       {1, 2, 63, 64, 65, 128, 129, 256, 257, 1000, 4000, 4300, 9001, 12000}},
+      {{12, 4, 64, 1, 600}, {1, 100, 129, 385, 600}},
+      {{8, 2, 64, 3, 3000}, {3, 4, 67, 130, 131, 1500, 2999, 3000}},
+      {{16, 1, 128, 8, 20000}, {8, 9, 136, 137, 7777, 20000}},
+      {{8, 2, 128, 4, 5000, 0, 1000}, {4, 500, 1000, 1003, 1004, 1131, 2500, 5000}},
+      {{6, 3, 128, 1, 2000, 0, 7}, {1, 6, 7, 8, 2000}},
+  };
+  uint64_t seed = 900;
+  for (const Bounded& b : cases) {
+    Inputs in;
+    make_inputs(b.shape, seed++, in);
+    const int64_t ow = int64_t{b.shape.H} * b.shape.D;
+    for (const int count : b.counts) {
+      Case host = b.shape;
+      host.n_kv = count;
+      host.q_pos0 = count - host.n_q;
+      Case device = host;
+      device.kv_bound = b.shape.n_kv;
+      SCOPED_TRACE(describe(device));
+      const auto want = run(kDecode, host, in, ow);
+      const auto got = run(kDecode, device, in, ow);
+      EXPECT_EQ(count_non_finite(got), 0) << "rows left unwritten";
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << "differs from the launch with n_kv = " << count;
+      const auto ref = reference(host, in, nullptr, 0);
+      EXPECT_LT(tsa::test::rel_error(got.data(), ref.data(), got.size()), kTol);
+    }
+  }
+}
+
 TEST(AttentionDecode, AgreesWithPrefill) {
   TSA_REQUIRE_GPU();
   const Case c{8, 2, 128, 8, 3008, 3000};
@@ -599,8 +655,12 @@ TEST(AttentionArgs, BadArgumentsAreRejected) {
       EXPECT_EQ(tsa::kernels::attention_prefill(p, nullptr, k), cudaErrorInvalidValue)
           << name_of(k);
   }
-  // Decode has no sparse mode; a split decode needs its workspace.
+  // Decode has no sparse mode; a split decode needs its workspace, a device
+  // key count a bound n_kv of at least n_q.
   AttentionParams p = good;
+  p.n_kv = 7;
+  EXPECT_EQ(tsa::kernels::attention_decode(p, sel.get(), nullptr, nullptr), cudaErrorInvalidValue);
+  p = good;
   p.sel = sel.get();
   p.n_sel = 4;
   EXPECT_EQ(tsa::kernels::attention_decode(p, nullptr, nullptr), cudaErrorInvalidValue);

@@ -2,9 +2,12 @@
 // models: prompt logits within 2e-2 relative (bf16 weights and activations),
 // and greedy next tokens agreeing on at least 95% of steps when both are fed
 // the CPU's greedy sequence (teacher forcing, so one early flip does not
-// decide the rest).
+// decide the rest). Decode replayed as a CUDA graph (SessionOptions::cuda_graphs)
+// against eager launches: the same ids and logits bit for bit.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <cstring>
 
 #include "golden_models.h"
 #include "gpu_test_util.h"
@@ -76,6 +79,48 @@ TEST_P(CudaVsCpu, ChunkedPrefillAndDecodeMatchOneShot) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, CudaVsCpu, test::golden_models(), test::golden_model_name);
+
+// The decode step replayed as a CUDA graph (captured at the second step)
+// equals the eager launches bit for bit: generate()'s greedy ids (logits
+// left on the device), then Session::decode's logits (downloaded after the
+// replay). Once after the golden prompt (one key split; a sliding window of
+// 24 on mistral-headdim-yarn), once after a cache filled to 750 positions,
+// where the steps cross 768 keys: 6, then 7 splits merged.
+class CudaGraphs : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaGraphs, DecodeEqualsEagerLaunches) {
+  TSA_REQUIRE_GPU();
+  const auto dir = test::fixtures_src() / "golden" / GetParam();
+  auto gpu = Engine::load({.model_dir = dir.string(), .device = Device::Cuda});
+  const auto ids = nlohmann::json::parse(test::read_file(dir / "golden.json"))["prompt_ids"]
+                       .get<std::vector<int32_t>>();
+  Session graphed(gpu, {.ctx_size = 1024}), eager(gpu, {.ctx_size = 1024, .cuda_graphs = false});
+  GenerateOptions g;
+  g.max_new_tokens = 24;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0.f;
+  g.sampling.seed = 1;
+  auto same_steps = [&](std::span<const int32_t> prompt) {
+    const GenerateResult a = graphed.generate(prompt, g);
+    const GenerateResult b = eager.generate(prompt, g);
+    ASSERT_EQ(a.ids.size(), size_t{24});
+    EXPECT_EQ(a.ids, b.ids);
+    int32_t t = a.ids.back();
+    for (int i = 0; i < 8; ++i) {
+      const std::span<const float> la = graphed.decode(t), lb = eager.decode(t);
+      ASSERT_EQ(la.size(), lb.size());
+      EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0)
+          << "logits of decode step " << i;
+      t = argmax(la);
+    }
+  };
+  same_steps(ids);
+  graphed.fill_cache_random(750);
+  eager.fill_cache_random(750);
+  same_steps(std::vector<int32_t>{ids[0]});
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, CudaGraphs, test::golden_models(), test::golden_model_name);
 
 TEST(CudaModel, DefaultModelGreedyMatchesCpuReference) {
   TSA_REQUIRE_GPU();
