@@ -429,8 +429,8 @@ __global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const De
   const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
   const int head = static_cast<int>(kPaged ? pair % p.num_heads : pair / p.n_q);
   const int64_t orow = kPaged ? pair / p.num_heads : pair % p.n_q;  // output row
-  __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(p.o + orow * p.o_stride +
-                                                          int64_t{head} * D + lane * kPer);
+  __nv_bfloat162* dst =
+      reinterpret_cast<__nv_bfloat162*>(p.o + orow * p.o_stride + int64_t{head} * D + lane * kPer);
 #pragma unroll
   for (int j = 0; j < kPer / 2; ++j)
     dst[j] = __floats2bfloat162_rn(acc[2 * j] * inv, acc[2 * j + 1] * inv);
