@@ -521,16 +521,7 @@ void CudaRunner::run(std::span<const int32_t> ids, int64_t pos0, int64_t n_logit
                      std::vector<float>* logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t V = cfg_.vocab_size;
-  if (n == 0) throw Error("forward: no tokens");
-  if (n_logits < 1 || n_logits > n)
-    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
-  if (pos0 < 0 || pos0 > n_cached_) {
-    throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
-                            pos0, n_cached_));
-  }
-  if (pos0 + n > capacity())
-    throw Error(fmt::format("forward of {} tokens at position {} exceeds the context of {}", n,
-                            pos0, capacity()));
+  check_forward(n, pos0, n_logits, n_cached_);
   if (n > plan_.options.max_tokens)
     throw Error(fmt::format("forward of {} tokens exceeds the planned {} tokens per call", n,
                             plan_.options.max_tokens));

@@ -59,6 +59,19 @@ void Session::fill_cache_random(int64_t n_tokens) {
   impl_->n_past = n_tokens;
 }
 
+void ModelRunner::check_forward(int64_t n, int64_t pos0, int64_t n_logits, int64_t n_cached) const {
+  if (n == 0) throw Error("forward: no tokens");
+  if (n_logits < 1 || n_logits > n)
+    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
+  if (pos0 < 0 || pos0 > n_cached) {
+    throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
+                            pos0, n_cached));
+  }
+  if (pos0 + n > capacity())
+    throw Error(fmt::format("forward of {} tokens at position {} exceeds the context of {}", n,
+                            pos0, capacity()));
+}
+
 void ModelRunner::fill_cache_random(int64_t) {
   throw Error("fill_cache_random is available with --device cuda only");
 }

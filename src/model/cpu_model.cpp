@@ -211,15 +211,9 @@ void CpuRunner::attention_step(int64_t il, int64_t n, int64_t pos0) {
 void CpuRunner::forward(std::span<const int32_t> ids, int64_t pos0, int64_t n_logits,
                         std::vector<float>& logits) {
   const int64_t n = static_cast<int64_t>(ids.size());
-  if (n == 0) throw Error("forward: no tokens");
-  if (n_logits < 1 || n_logits > n)
-    throw Error(fmt::format("forward: n_logits {} outside [1, {}]", n_logits, n));
-  if (pos0 < 0 || pos0 > n_cached_) {
-    throw Error(fmt::format("forward at position {}, but the KV cache holds only positions < {}",
-                            pos0, n_cached_));
-  }
-  cache_.reserve(pos0 + n);  // throws past capacity
-  n_cached_ = pos0;          // rows >= pos0 are about to be overwritten
+  check_forward(n, pos0, n_logits, n_cached_);
+  cache_.reserve(pos0 + n);
+  n_cached_ = pos0;  // rows >= pos0 are about to be overwritten
   reserve_scratch(n);
   dump_.begin_call(pos0);
   for (int64_t i = 0; i < n; ++i) pos_[i] = pos0 + i;

@@ -70,6 +70,11 @@ class ModelRunner {
   const ForwardProfile& profile() const { return profile_; }
 
  protected:
+  // What every forward() requires of its arguments (the message names the
+  // bad one): tokens, 1 <= n_logits <= n, pos0 within the n_cached rows the
+  // cache holds, and pos0 + n within capacity().
+  void check_forward(int64_t n, int64_t pos0, int64_t n_logits, int64_t n_cached) const;
+
   ForwardProfile profile_;
 };
 
