@@ -108,31 +108,27 @@ cudaError_t attention_decode(const AttentionParams& p, const int32_t* n_kv_devic
 
 // Paged decode (tsa::Batch; layout in src/model/paged_kv.h): one query row
 // per sequence, each against its own keys held in fixed-size blocks of a
-// shared pool, split over the keys as attention_decode.
+// shared pool, split over the keys as attention_decode. `attn` holds the
+// pointers, strides and shape as for attention_decode, where
 //   q: [batch rows][num_heads * head_dim], row b = sequence b's query at
 //      position seq_lens[b] - 1 (its own K/V already in the pool)
 //   k, v: pool slot r's row at k + r * kv_stride (v likewise); key position
 //      p of sequence b is slot block_tables[b * table_stride + p / block_size]
 //      * block_size + p % block_size
 //   o: [batch rows][num_heads * head_dim]
-// block_tables and seq_lens are on the device; max_seq_len (host) bounds
-// every seq_lens[b] (>= 1; not checked on the device) and sizes the splits.
-// Requirements as attention_decode (head_dim 64 or 128, alignment, strides).
+// and n_q, n_kv and q_pos0 are unused (one query per sequence; lengths
+// below); no sparse mode. block_tables and seq_lens are on the device;
+// max_seq_len (host) bounds every seq_lens[b] (>= 1; not checked on the
+// device) and sizes the splits. Requirements as attention_decode (head_dim
+// 64 or 128, alignment, strides).
 struct PagedDecodeParams {
-  const __nv_bfloat16* q = nullptr;
-  const __nv_bfloat16* k = nullptr;
-  const __nv_bfloat16* v = nullptr;
-  __nv_bfloat16* o = nullptr;
-  int64_t q_stride = 0, kv_stride = 0, o_stride = 0;  // elements between rows
-  const int32_t* block_tables = nullptr;              // [batch][table_stride]
+  AttentionParams attn;
+  const int32_t* block_tables = nullptr;  // [batch][table_stride]
   int64_t table_stride = 0;
   const int32_t* seq_lens = nullptr;  // [batch]
   int32_t block_size = 0;             // tokens per block
   int32_t batch = 0;
   int32_t max_seq_len = 0;
-  int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  int32_t sliding_window = 0;  // > 0: only the last `sliding_window` keys (self included)
-  float scale = 0.f;           // 0 = 1/sqrt(head_dim)
 };
 // Workspace for any call with at most p.batch sequences of at most
 // p.max_seq_len keys (same shape fields otherwise); 0 on unsupported shapes.

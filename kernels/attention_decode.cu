@@ -505,22 +505,10 @@ namespace {
 // The dense decode problem a paged call is planned as: one query at the
 // longest sequence's last position.
 AttentionParams as_dense(const PagedDecodeParams& pp) {
-  AttentionParams p;
-  p.q = pp.q;
-  p.k = pp.k;
-  p.v = pp.v;
-  p.o = pp.o;
-  p.q_stride = pp.q_stride;
-  p.kv_stride = pp.kv_stride;
-  p.o_stride = pp.o_stride;
-  p.num_heads = pp.num_heads;
-  p.num_kv_heads = pp.num_kv_heads;
-  p.head_dim = pp.head_dim;
+  AttentionParams p = pp.attn;
   p.n_q = 1;
   p.n_kv = pp.max_seq_len;
   p.q_pos0 = pp.max_seq_len - 1;
-  p.sliding_window = pp.sliding_window;
-  p.scale = pp.scale;
   return p;
 }
 
@@ -545,9 +533,9 @@ cudaError_t attention_paged_decode(const PagedDecodeParams& pp, void* workspace,
   const AttentionParams p = as_dense(pp);
   if (pp.batch < 0 || pp.max_seq_len < 1 || pp.block_size < 1 || pp.table_stride < 1 ||
       int64_t{pp.table_stride} * pp.block_size < pp.max_seq_len || pp.block_tables == nullptr ||
-      pp.seq_lens == nullptr || check_common(p) != cudaSuccess ||
-      int64_t{pp.num_kv_heads} * pp.batch > 65535 ||
-      int64_t{pp.num_heads} * pp.batch > INT32_MAX / 32)
+      pp.seq_lens == nullptr || check_common(p) != cudaSuccess || p.sel != nullptr ||
+      int64_t{p.num_kv_heads} * pp.batch > 65535 ||
+      int64_t{p.num_heads} * pp.batch > INT32_MAX / 32)
     return cudaErrorInvalidValue;
   if (pp.batch == 0) return cudaSuccess;
   DecodeArgs a{};

@@ -36,11 +36,9 @@ void CudaRunner::init_paged(const PagedKvShape& shape) {
   const size_t io_ints =
       std::max<size_t>(4 * shape.max_seqs + shape.max_seqs * paged_table_cap_, capacity());
   kernels::PagedDecodeParams pp;
+  pp.attn = attention_params(nullptr);  // the shape: all the workspace size depends on
   pp.batch = static_cast<int32_t>(shape.max_seqs);
   pp.max_seq_len = static_cast<int32_t>(capacity());
-  pp.num_heads = static_cast<int32_t>(cfg_.num_heads);
-  pp.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
-  pp.head_dim = static_cast<int32_t>(cfg_.head_dim);
   const size_t ws_bytes = kernels::attention_paged_decode_workspace_bytes(pp);
   const size_t hist_bytes = size_t(shape.max_seqs) * capacity() * sizeof(int32_t);
   cudaDeviceProp prop{};
@@ -91,23 +89,13 @@ void CudaRunner::store_to_blocks(int64_t n_tokens, std::span<const int32_t> bloc
 
 void CudaRunner::paged_attention(int64_t l, int64_t B, int64_t max_len) {
   kernels::PagedDecodeParams p;
-  p.q = buf<bf16>(Buf::Qkv);
-  p.k = pool(l);
-  p.v = pool(l) + kv_row_;
-  p.o = buf<bf16>(Buf::Attn);
-  p.q_stride = qkv_width_;
-  p.kv_stride = 2 * kv_row_;
-  p.o_stride = cfg_.num_heads * cfg_.head_dim;
+  p.attn = attention_params(pool(l));
   p.block_tables = paged_io(PagedIo::Tables);
   p.table_stride = paged_table_cap_;
   p.seq_lens = paged_io(PagedIo::Len);
   p.block_size = static_cast<int32_t>(paged_.block_size);
   p.batch = static_cast<int32_t>(B);
   p.max_seq_len = static_cast<int32_t>(max_len);
-  p.num_heads = static_cast<int32_t>(cfg_.num_heads);
-  p.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
-  p.head_dim = static_cast<int32_t>(cfg_.head_dim);
-  p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
   check(kernels::attention_paged_decode(p, paged_ws_.data(), stream_), "attention_paged_decode", B);
 }
 

@@ -246,17 +246,11 @@ void CudaRunner::stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const 
         "k, v to cache", cn);
 }
 
-bool CudaRunner::sparse(int64_t l, int64_t pos0, int64_t n) const {
-  // A chunk holding the window, enough keys (as the CPU runner).
-  return tsa_ && cpu::tsa_applies_chunk(sparsity_.layers[l], pos0, n);
-}
-
-void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0, Rows rows) {
-  if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l], stream_), "profile event");
+kernels::AttentionParams CudaRunner::attention_params(const bf16* cache) const {
   kernels::AttentionParams p;
   p.q = buf<bf16>(Buf::Qkv);
-  p.k = kv_cache(l);
-  p.v = kv_cache(l) + kv_row_;
+  p.k = cache;
+  p.v = cache ? cache + kv_row_ : nullptr;
   p.o = buf<bf16>(Buf::Attn);
   p.q_stride = qkv_width_;
   p.kv_stride = 2 * kv_row_;
@@ -264,10 +258,21 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0, Rows rows) {
   p.num_heads = static_cast<int32_t>(cfg_.num_heads);
   p.num_kv_heads = static_cast<int32_t>(cfg_.num_kv_heads);
   p.head_dim = static_cast<int32_t>(cfg_.head_dim);
+  p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
+  return p;
+}
+
+bool CudaRunner::sparse(int64_t l, int64_t pos0, int64_t n) const {
+  // A chunk holding the window, enough keys (as the CPU runner).
+  return tsa_ && cpu::tsa_applies_chunk(sparsity_.layers[l], pos0, n);
+}
+
+void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0, Rows rows) {
+  if (!events_.empty()) cuda_check(cudaEventRecord(events_[2 * l], stream_), "profile event");
+  kernels::AttentionParams p = attention_params(kv_cache(l));
   p.n_q = static_cast<int32_t>(n);
   p.n_kv = static_cast<int32_t>(pos0 + n);
   p.q_pos0 = static_cast<int32_t>(pos0);
-  p.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
   if (rows == Rows::Step) {
     // The key count from the device; the context bounds it (and sized the
     // workspace). launch_graph runs no step that a sparse layer would take.

@@ -79,6 +79,11 @@ class CudaRunner final : public ModelRunner {
   // null, downloaded into `logits`.
   void head(int64_t n, int64_t n_logits, std::vector<float>* logits);
   void stage_a(int64_t l, int64_t c0, int64_t cn, int64_t pos0, const bf16* delta, Rows rows);
+  // Pointers, strides and shape of this model's attention launches over
+  // `cache` (a layer's contiguous cache or paged pool: K then V in each row
+  // of 2 * kv_row_), queries from Buf::Qkv, output to Buf::Attn; the caller
+  // sets the rows (n_q, n_kv, q_pos0).
+  kernels::AttentionParams attention_params(const bf16* cache) const;
   void attention(int64_t l, int64_t n, int64_t pos0, Rows rows);
   // Whether layer l runs Token Sparse Attention on the chunk of n rows at pos0.
   bool sparse(int64_t l, int64_t pos0, int64_t n) const;

@@ -81,22 +81,22 @@ void make_problem(const PagedCase& c, uint64_t seed, PagedProblem& pr) {
 
 PagedDecodeParams params(const PagedCase& c, PagedProblem& pr) {
   PagedDecodeParams p;
-  p.q = pr.q_d.get();
-  p.k = pr.pool_d.get();
-  p.v = pr.pool_d.get() + int64_t{c.Hkv} * c.D;
-  p.o = pr.o_d.get();
-  p.q_stride = p.o_stride = int64_t{c.H} * c.D;
-  p.kv_stride = pr.row;
+  p.attn.q = pr.q_d.get();
+  p.attn.k = pr.pool_d.get();
+  p.attn.v = pr.pool_d.get() + int64_t{c.Hkv} * c.D;
+  p.attn.o = pr.o_d.get();
+  p.attn.q_stride = p.attn.o_stride = int64_t{c.H} * c.D;
+  p.attn.kv_stride = pr.row;
   p.block_tables = pr.tables_d.get();
   p.table_stride = pr.stride;
   p.seq_lens = pr.lens_d.get();
   p.block_size = c.block_size;
   p.batch = static_cast<int32_t>(c.lens.size());
   p.max_seq_len = *std::max_element(c.lens.begin(), c.lens.end());
-  p.num_heads = c.H;
-  p.num_kv_heads = c.Hkv;
-  p.head_dim = c.D;
-  p.sliding_window = c.window;
+  p.attn.num_heads = c.H;
+  p.attn.num_kv_heads = c.Hkv;
+  p.attn.head_dim = c.D;
+  p.attn.sliding_window = c.window;
   return p;
 }
 
@@ -185,9 +185,9 @@ TEST(AttentionPagedDecode, OneWorkspaceServesSmallerCalls) {
   // 4096 keys: enough for any fewer or shorter (fewer sequences may take
   // more splits each).
   PagedDecodeParams p;
-  p.num_heads = 32;
-  p.num_kv_heads = 8;
-  p.head_dim = 128;
+  p.attn.num_heads = 32;
+  p.attn.num_kv_heads = 8;
+  p.attn.head_dim = 128;
   p.batch = 8;
   p.max_seq_len = 4096;
   const size_t bytes = tsa::kernels::attention_paged_decode_workspace_bytes(p);
@@ -200,7 +200,7 @@ TEST(AttentionPagedDecode, OneWorkspaceServesSmallerCalls) {
           << b << " sequences of " << len;
     }
   }
-  p.head_dim = 96;
+  p.attn.head_dim = 96;
   EXPECT_EQ(tsa::kernels::attention_paged_decode_workspace_bytes(p), 0u);
 }
 
@@ -216,14 +216,16 @@ TEST(AttentionPagedDecode, BadArgumentsAreRejected) {
     edit(p);
     EXPECT_EQ(tsa::kernels::attention_paged_decode(p, ws.get(), nullptr), cudaErrorInvalidValue);
   };
-  expect_bad([](PagedDecodeParams& p) { p.head_dim = 96; });
+  expect_bad([](PagedDecodeParams& p) { p.attn.head_dim = 96; });
   expect_bad([](PagedDecodeParams& p) { p.block_tables = nullptr; });
   expect_bad([](PagedDecodeParams& p) { p.seq_lens = nullptr; });
   expect_bad([](PagedDecodeParams& p) { p.block_size = 0; });
   expect_bad([](PagedDecodeParams& p) { p.max_seq_len = 0; });
   expect_bad([](PagedDecodeParams& p) { p.table_stride = 1; });  // 16 < 300 keys
-  expect_bad([](PagedDecodeParams& p) { p.num_kv_heads = 3; });
-  expect_bad([](PagedDecodeParams& p) { p.kv_stride = 12; });
+  expect_bad([](PagedDecodeParams& p) { p.attn.num_kv_heads = 3; });
+  expect_bad([](PagedDecodeParams& p) { p.attn.kv_stride = 12; });
+  int32_t sel = 0;
+  expect_bad([&](PagedDecodeParams& p) { p.attn.sel = &sel; });  // no sparse mode
   PagedDecodeParams empty = params(c, pr);
   empty.batch = 0;
   EXPECT_EQ(tsa::kernels::attention_paged_decode(empty, nullptr, nullptr), cudaSuccess);
