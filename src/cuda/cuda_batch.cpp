@@ -87,7 +87,7 @@ void CudaRunner::store_to_blocks(int64_t n_tokens, std::span<const int32_t> bloc
   cuda_check(cudaStreamSynchronize(stream_), "store_to_blocks");
 }
 
-void CudaRunner::paged_attention(int64_t l, int64_t B, int64_t max_len) {
+void CudaRunner::paged_attention(int64_t l, int64_t B) {
   kernels::PagedDecodeParams p;
   p.attn = attention_params(pool(l));
   p.block_tables = paged_io(PagedIo::Tables);
@@ -95,7 +95,7 @@ void CudaRunner::paged_attention(int64_t l, int64_t B, int64_t max_len) {
   p.seq_lens = paged_io(PagedIo::Len);
   p.block_size = static_cast<int32_t>(paged_.block_size);
   p.batch = static_cast<int32_t>(B);
-  p.max_seq_len = static_cast<int32_t>(max_len);
+  p.max_seq_len = static_cast<int32_t>(paged_max_len_);
   check(kernels::attention_paged_decode(p, paged_ws_.data(), stream_), "attention_paged_decode", B);
 }
 
@@ -103,7 +103,7 @@ void CudaRunner::forward_paged(const PagedStep& step, std::vector<float>* logits
   if (!pool_.data()) throw Error("forward_paged: no block pool (init_paged)");
   check_paged_step(step, paged_);
   const int64_t B = static_cast<int64_t>(step.ids.size());
-  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, bs = paged_.block_size;
+  const int64_t V = cfg_.vocab_size, bs = paged_.block_size;
   if (step.stride > paged_table_cap_) {
     throw Error(fmt::format("forward_paged: tables of {} blocks, a sequence holds at most {}",
                             step.stride, paged_table_cap_));
@@ -128,29 +128,15 @@ void CudaRunner::forward_paged(const PagedStep& step, std::vector<float>* logits
   cuda_check(cudaMemcpyAsync(paged_io(PagedIo::Pos), paged_host_.data(),
                              paged_host_.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
              "paged step upload");
-  int32_t* dev_ids = buf<int32_t>(Buf::Ids);
-  cuda_check(cudaMemcpyAsync(dev_ids, step.ids.data(), B * sizeof(int32_t), cudaMemcpyHostToDevice,
-                             stream_),
+  cuda_check(cudaMemcpyAsync(buf<int32_t>(Buf::Ids), step.ids.data(), B * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, stream_),
              "token ids upload");
-  float* resid = buf<float>(Buf::Residual);
-  bf16* norm = buf<bf16>(Buf::Norm);
-  bf16* delta = buf<bf16>(Buf::Delta);
-  // B <= chunk (init_paged): every stage over all rows at once.
-  check(kernels::embed(w_->tok_embd, dev_ids, B, H, V, norm, stream_), "embed", B);
-  check(kernels::to_residual(norm, B * H, resid, stream_), "to_residual", B);
-  stage_a(0, 0, B, 0, nullptr, Rows::Paged);
-  paged_attention(0, B, max_len);
-  for (int64_t l = 1; l < cfg_.num_layers; ++l) {
-    stage_c(l - 1, 0, B);
-    stage_a(l, 0, B, 0, delta, Rows::Paged);
-    paged_attention(l, B, max_len);
-  }
-  stage_c(cfg_.num_layers - 1, 0, B);
-  check(kernels::add_rmsnorm(resid, delta, w_->final_norm, static_cast<float>(cfg_.rms_norm_eps), B,
-                             H, norm, stream_),
-        "final norm", B);
+  // B <= chunk and B <= logits_rows (init_paged): every stage over all rows
+  // at once, the same launches as a Session's forward.
+  paged_max_len_ = max_len;
+  layers(B, 0, Rows::Paged);
+  head(B, B, nullptr);
   float* dev_logits = buf<float>(Buf::Logits);
-  lm_head(norm, B, dev_logits);  // B <= logits_rows (init_paged)
   paged_logits_ = dev_logits;
   paged_rows_ = B;
   last_logits_ = nullptr;  // Buf::Logits now holds this step's rows

@@ -273,7 +273,9 @@ void CudaRunner::attention(int64_t l, int64_t n, int64_t pos0, Rows rows) {
   p.n_q = static_cast<int32_t>(n);
   p.n_kv = static_cast<int32_t>(pos0 + n);
   p.q_pos0 = static_cast<int32_t>(pos0);
-  if (rows == Rows::Step) {
+  if (rows == Rows::Paged) {
+    paged_attention(l, n);
+  } else if (rows == Rows::Step) {
     // The key count from the device; the context bounds it (and sized the
     // workspace). launch_graph runs no step that a sparse layer would take.
     p.n_kv = static_cast<int32_t>(capacity());

@@ -94,7 +94,8 @@ class CudaRunner final : public ModelRunner {
   // first where needed; false when the caller must run it eagerly.
   bool launch_graph(int64_t pos0);
   bool capture_step();
-  void paged_attention(int64_t l, int64_t B, int64_t max_len);
+  // Layer l over the paged pool for the B rows of forward_paged's step.
+  void paged_attention(int64_t l, int64_t B);
   // Selection + sparse attention of layer l for the chunk of n rows at pos0,
   // over the keys [0, pos0 + n).
   void sparse_attention(int64_t l, int64_t n, int64_t pos0, kernels::AttentionParams p);
@@ -158,6 +159,7 @@ class CudaRunner final : public ModelRunner {
   DeviceBlock pool_, paged_io_, paged_ws_, paged_hist_;
   const float* paged_logits_ = nullptr;
   int64_t paged_rows_ = 0;           // B of the last forward_paged
+  int64_t paged_max_len_ = 0;        // its longest sequence (bounds the attention splits)
   std::vector<int32_t> paged_host_;  // staging for the step's arrays
   int64_t qkv_width_ = 0;
   int64_t kv_row_ = 0;         // num_kv_heads * head_dim
