@@ -9,7 +9,8 @@
 // never repeated in memory). Scale is 1/sqrt(head_dim) unless given.
 // Requirements (else cudaErrorInvalidValue, nothing launched): head_dim 64 or
 // 128; n_kv >= q_pos0 + n_q; q/k/v/o 16-byte aligned and strides multiples of
-// 8 elements, at least the row widths above; o must not overlap q, k or v.
+// 8 elements, at least the row widths above and below 2^30; o must not
+// overlap q, k or v.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,6 +1,7 @@
 // Host-side argument checks shared by the attention launchers.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,8 @@ namespace tsa::kernels::attn {
 
 // Positions stay below this so tile arithmetic (kv_end + 127, ...) fits int32.
 constexpr int64_t kMaxPositions = INT32_MAX - 1024;
+// Largest row stride in elements: its bf16 byte step fits an int32.
+constexpr int64_t kMaxStride = INT32_MAX / 2;
 
 inline bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
@@ -32,6 +35,9 @@ inline cudaError_t check_common(const AttentionParams& p) {
     return cudaErrorInvalidValue;
   if (p.q_stride % 8 != 0 || p.kv_stride % 8 != 0 || p.o_stride % 8 != 0)
     return cudaErrorInvalidValue;
+  // Row steps in 32-bit byte offsets (the sm90 gathers take one 32-bit
+  // multiply-add per row).
+  if (std::max({p.q_stride, p.kv_stride, p.o_stride}) > kMaxStride) return cudaErrorInvalidValue;
   if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || !aligned16(p.o))
     return cudaErrorInvalidValue;
   return cudaSuccess;

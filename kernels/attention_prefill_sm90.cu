@@ -155,10 +155,10 @@ __device__ __forceinline__ void produce_tma(const Sm90Args& a, const CtaWork& w,
 // four whole 128-byte lines. The swizzled spot of that chunk, (l % 8) ^ (row
 // % 8) with row % 8 = 4 (i % 2) + l / 8, takes two values per lane, so every
 // shared address is one of two registers plus an immediate, and every global
-// one a per-pass row pointer plus an immediate: ~3 instructions per copy
-// where the one-chunk-per-row mapping before took ~12 (address math for 16
-// rows), which took issue slots from the consumers' softmax
-// (bench/NOTES_attention_sm90.md).
+// one a per-pass row pointer plus an immediate: 4 other instructions per
+// copy in the SASS of a tile's K and V gathers, where the one-chunk-per-row
+// mapping before had 14 (address math for 16 rows), which took issue slots
+// from the consumers' softmax (bench/NOTES_attention_sm90.md).
 template <int D, int S>
 __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork& w, const Rings& r,
                                                const int32_t* sel) {
@@ -182,7 +182,7 @@ __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork&
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) rows[i] = __shfl_sync(0xffffffffu, my_row, 4 * i + lane / 8);
   };
-  // Row pointers from 32-bit byte strides (the launcher checks they fit):
+  // Row pointers from 32-bit byte strides (check_common bounds them):
   // one multiply-add each.
   auto gather = [&](uint32_t dst, const bf16* src, int64_t stride, const int(&rows)[kPasses]) {
     const char* base = reinterpret_cast<const char*>(src + c * 8);
@@ -551,9 +551,6 @@ cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
   // model) and the chunked one (lists reaching into the cache) exist in the
   // sm_80 kernel only.
   if (sparse && (p.sliding_window != 0 || p.q_pos0 != 0)) return cudaErrorInvalidValue;
-  // The gathers step through rows with 32-bit byte strides.
-  if (sparse && std::max(p.q_stride, p.kv_stride) > INT32_MAX / int64_t{sizeof(bf16)})
-    return cudaErrorInvalidValue;
   if (p.n_q == 0) return cudaSuccess;
   if (!sm90_prefill_ready()) return cudaErrorNoKernelImageForDevice;
   Sm90Args a{};

@@ -610,6 +610,7 @@ TEST(AttentionArgs, BadArgumentsAreRejected) {
       [](AttentionParams& p) { p.o = nullptr; },
       [](AttentionParams& p) { p.q_stride = 4 * 64 + 4; },
       [](AttentionParams& p) { p.kv_stride = 64; },
+      [](AttentionParams& p) { p.kv_stride = int64_t{1} << 30; },  // past 32-bit byte steps
       [](AttentionParams& p) { p.k = p.k + 1; },
       [](AttentionParams& p) { p.sliding_window = -1; },
       [](AttentionParams& p) { p.scale = -1.f; },
