@@ -185,7 +185,7 @@ if has ncu-decode; then
     timeout 200 ncu --csv --metrics gpu__time_duration.sum --clock-control none \
       "$BUILD/tools/tsa-bench" "${bench_args[@]}" --decode-steps 4 > "$OUT/ncu_decode_$ctx.csv" 2> "$OUT/ncu_decode_$ctx.err"
     echo "ncu decode $ctx: exit $?"
-    python3 bench/decode_kernels.py "$OUT/ncu_decode_$ctx.csv" | head -24
+    python3 bench/ncu_kernel_times.py "$OUT/ncu_decode_$ctx.csv" | head -24
   done
 fi
 
@@ -198,7 +198,7 @@ if has ncu-prefill; then
     "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random --prefill 8192 --decode-ctx 0 \
     > "$OUT/ncu_prefill.csv" 2> "$OUT/ncu_prefill.err"
   echo "ncu prefill: exit $?"
-  python3 bench/decode_kernels.py "$OUT/ncu_prefill.csv" --all | head -30
+  python3 bench/ncu_kernel_times.py "$OUT/ncu_prefill.csv" --all | head -30
 fi
 
 if has tp70b; then

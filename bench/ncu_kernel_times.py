@@ -2,8 +2,8 @@
 
     ncu --csv --metrics gpu__time_duration.sum --clock-control none \
         tsa-bench ... --prefill 0 --decode-ctx C --decode-steps 4 > ncu.csv
-    python3 bench/decode_kernels.py ncu.csv          # the last whole decode step
-    python3 bench/decode_kernels.py ncu.csv --all    # every kernel, by name and grid
+    python3 bench/ncu_kernel_times.py ncu.csv          # the last whole decode step
+    python3 bench/ncu_kernel_times.py ncu.csv --all    # every kernel, by name and grid
 
 A step starts at its embedding kernel; the last complete step is shown:
 kernel count, the sum of kernel durations (compare with the step's wall time

@@ -4,9 +4,10 @@
     ncu --import rep.ncu-rep --page source --print-source sass --csv > src.csv
     python3 bench/ncu_source_hot.py src.csv [N]
 
-Prints the N (default 30) instructions with the most warp-stall samples, and
-the samples summed by opcode: which waits (barriers, memory, MMA) hold the
-kernel's warps.
+Prints the warp instructions executed per HGMMA (the work besides the
+MMAs), the N (default 30) instructions with the most warp-stall samples, and
+the samples summed by opcode and by stall reason: which waits (barriers,
+memory, MMA) hold the kernel's warps.
 """
 import collections
 import csv
@@ -35,6 +36,13 @@ def main(path, top):
     if stall is None or source is None:
         sys.exit(f"{path}: columns {cols}")
     total = sum(number(r[stall]) for r in rows)
+    executed = "Instructions Executed"
+    if executed in cols:
+        # Work per tensor-core instruction: what the kernel issues besides its MMAs.
+        warp_instr = sum(number(r[executed]) for r in rows)
+        mma = sum(number(r[executed]) for r in rows if "GMMA" in r[source])
+        if mma:
+            print(f"{warp_instr:.4g} warp instructions executed, {warp_instr / mma:.1f} per HGMMA")
     print(f"{len(rows)} instructions, {total:.0f} stall samples")
     by_op = collections.Counter()
     for r in rows:

@@ -361,8 +361,9 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
 // keys and are skipped (their o_part is never written). Decode has few pairs
 // (32 for one query of 32 heads) and up to ~2 * SMs / Hkv splits, so the
 // splits are spread over the CTA's warps and each warp keeps kMergeUnroll
-// splits' loads in flight: a loop of one dependent load per split took
-// ~19 us per layer at 33 splits (ncu, H200), against ~4 us of data.
+// splits' loads in flight: a warp per pair looping over the splits, one
+// dependent load each, took 19.4 us per layer at 33 splits, this 4.8 (ncu,
+// H200, 8B shape at 128K: docs/PERFORMANCE.md).
 template <int D, bool kPaged>
 __global__ void __launch_bounds__(32 * kMergeWarps) decode_merge_kernel(const DecodeArgs a) {
   constexpr int kPer = D / 32;
