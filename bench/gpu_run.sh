@@ -229,10 +229,16 @@ for _ in range(20): y.copy_(x)
 e.record(); torch.cuda.synchronize()
 print(f'device-to-device copy: {2 * 20 * 2**30 / (s.elapsed_time(e) * 1e-3) / 1e9:.0f} GB/s (read + write)')
 " | tee "$OUT/copy_bandwidth.txt"
+  # Power and SM clock while it runs (the long prefills run at the power cap).
+  nvidia-smi --query-gpu=power.draw,clocks.sm,clocks_event_reasons.active \
+    --format=csv,noheader,nounits -lms 200 > "$OUT/smi_model.csv" &
+  SMI=$!
   timeout 300 "$BUILD/tools/tsa-bench" -m bench/shapes/llama-3.1-8b --random \
     --prefill 8192,32768,65536,131072 --decode-ctx 1024,32768,131072 \
     --json "$OUT/tsa_bench_8b.json" > "$OUT/tsa_bench_8b.txt" 2>&1
+  kill $SMI
   cat "$OUT/tsa_bench_8b.txt"
+  python3 bench/smi_power.py "$OUT/smi_model.csv"
 fi
 
 if has tp; then
