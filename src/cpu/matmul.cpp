@@ -175,9 +175,12 @@ void gemm(const float* x, int64_t n, int64_t k, const uint8_t* w, int64_t m, flo
 
 template <DType T>
 void add_bias(float* y, int64_t n, int64_t m, const void* bias) {
-  thread_local std::vector<float> b;
-  b.resize(m);
-  simd::widen<T>(bias, b.data(), m);
+  thread_local std::vector<float> widened;
+  widened.resize(m);
+  simd::widen<T>(bias, widened.data(), m);
+  // The pointer, not the thread_local: the team's other threads have their
+  // own (empty) vector.
+  const float* b = widened.data();
 #pragma omp parallel for num_threads(num_threads()) if (n * m >= kParallelMinElems)
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < m; ++j) y[i * m + j] += b[j];

@@ -104,7 +104,8 @@ TEST(CpuOps, MatmulMatchesDoubleReference) {
   // tiles in both directions, k over the packing block (256).
   const MatmulCase cases[] = {{1, 576, 192}, {2, 7, 5},     {3, 33, 17},   {4, 100, 65},
                               {5, 300, 70},  {7, 257, 129}, {13, 576, 64}, {64, 513, 200},
-                              {250, 64, 33}, {1, 1, 1},     {6, 1, 3},     {300, 1100, 97}};
+                              {250, 64, 33}, {1, 1, 1},     {6, 1, 3},     {300, 1100, 97},
+                              {700, 40, 100}};  // n m >= kParallelMinElems: the bias add in threads
   uint64_t seed = 100;
   for (int threads : {1, 3}) {
     ThreadsGuard guard(threads);
