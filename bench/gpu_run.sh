@@ -89,7 +89,7 @@ if has sanitize; then
   log "compute-sanitizer memcheck"
   # Logs in one archive: a device call returns at most 8 files.
   MC=$(mktemp -d)
-  for t in test_attention test_attention_paged test_elementwise test_sampling test_cuda_model \
+  for t in test_attention test_attention_paged test_elementwise test_sampling test_cuda_model test_gate_up_swiglu \
            test_tsa_select test_cuda_tsa test_cuda_batch; do
     [ -x "$BUILD/tests/$t" ] || continue
     ( timeout "${MEMCHECK_TIMEOUT:-400}" compute-sanitizer --tool memcheck --error-exitcode 9 \
@@ -102,11 +102,12 @@ if has sanitize; then
 fi
 
 if has kernels; then
-  log "attention kernels vs torch SDPA (same run), element-wise kernels"
+  log "attention kernels vs torch SDPA (same run), element-wise kernels, the fused MLP vs cuBLASLt"
   timeout 150 "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" > "$OUT/bench_attention.txt" 2>&1
   timeout 150 python3 bench/sdpa_baseline.py --json "$OUT/sdpa.json" > "$OUT/sdpa.txt" 2>&1
   timeout 60 "$BUILD/bench/bench_elementwise" > "$OUT/bench_elementwise.txt" 2>&1
-  cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/bench_elementwise.txt"
+  timeout 120 "$BUILD/bench/bench_mlp" --lengths 256,512,1024,4096,16384 > "$OUT/bench_mlp.txt" 2>&1
+  cat "$OUT/bench_attention.txt" "$OUT/sdpa.txt" "$OUT/bench_elementwise.txt" "$OUT/bench_mlp.txt"
 fi
 
 if has attn; then

@@ -2,11 +2,11 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/common.cuh"
 
 namespace tsa::kernels::attn {
 
@@ -64,26 +64,6 @@ inline cudaError_t check_prefill(const AttentionParams& p) {
 inline float scale_log2(const AttentionParams& p) {
   const float scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(p.head_dim));
   return scale * 1.4426950408889634f;
-}
-
-// Raises `kernel`'s dynamic shared-memory limit to `smem` bytes and prefers
-// shared memory over L1 (so two CTAs fit per SM), once per device: decode
-// launches run per layer and token, and these are driver calls. `done` is the
-// caller's per-kernel bit set of prepared devices (ids >= 64: every call).
-template <class Kernel>
-cudaError_t prepare_kernel(Kernel kernel, size_t smem, std::atomic<uint64_t>& done) {
-  int dev = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err != cudaSuccess) return err;
-  const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
-  if (bit != 0 && (done.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem));
-  if (err == cudaSuccess)
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                               cudaSharedmemCarveoutMaxShared);
-  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_release);
-  return err;
 }
 
 }  // namespace tsa::kernels::attn

@@ -7,9 +7,14 @@
 //     K/V tiles of 128 keys into kStages-deep shared-memory rings guarded by
 //     mbarriers (full: the data landed; empty: both consumers are done with
 //     it). Dense: one thread issues TMA copies (cp.async.bulk.tensor, 128-byte
-//     swizzle). Sparse: all 128 threads gather rows through the index list
-//     with 16-byte cp.async into the same swizzled layout (TMA cannot gather
-//     arbitrary rows on sm_90), then zero the unselected output rows.
+//     swizzle). Dense head_dim 128 with an even GQA group runs in clusters
+//     of two CTAs: two query heads of one KV head, one query tile. Each
+//     producer loads one 64-column half of every K and V tile into both CTAs
+//     (multicast), and the empty barriers wait for the consumers of both, so
+//     each CTA reads half of its K/V bytes from L2. At 128K, where the GPU
+//     runs at its power cap, that is 1.3% off the whole prefill. Sparse: all 128 threads gather
+//     rows through the index list with 16-byte cp.async into the same swizzled layout (TMA cannot
+//     gather arbitrary rows on sm_90), then zero the unselected output rows.
 //   WG1, WG2, consumers (240 registers dense, 224 sparse: 128 x 56 + 256 x
 //     224 fit the 64K registers of an SM): 64 query rows each.
 //     S = Q K^T with wgmma m64n128k16 (Q in registers, read from the shared
@@ -22,21 +27,19 @@
 //     (named barriers 1 and 2), so one's softmax overlaps the other's MMAs.
 // Key tiles are visited from the diagonal down; only tiles that cross the
 // diagonal or the window's lower edge are masked. Grid: one block per (head,
-// query tile), heaviest first; dense in bands of 16 query tiles KV head by KV
+// query tile), heaviest first; dense in bands of 64 query tiles KV head by KV
 // head (dense_block), sparse as the sm_80 kernel (head b % H, query tile
 // n_qtiles - 1 - b / H).
 // Shared memory (head_dim 128): Q 32 KB + K and V 32 KB per stage; 2 stages
 // dense (160 KB), 3 sparse (224 KB: the gathers have longer latency).
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <atomic>
 
 #include "kernels/attention.h"
 #include "kernels/attention_args.cuh"
 #include "kernels/attention_mma.cuh"
 #include "kernels/attention_prefill_impl.h"
-#include "kernels/attention_sm90.cuh"
+#include "kernels/sm90.cuh"
+#include "kernels/tensor_map.h"
 
 namespace tsa::kernels {
 namespace {
@@ -95,14 +98,16 @@ struct Rings {
 
 // Dense: the head and query tile of this block. Bands of kBand query tiles
 // from the heaviest (the diagonal's length) down; inside a band, KV head by
-// KV head, the G query heads of one query tile next to each other. The ~132
-// CTAs resident at a time then read the K/V rows of about two KV heads,
-// each tile at nearly the same time, instead of all eight: fewer L2 misses
-// to HBM, which at 128K (the GPU at its power cap) measured 1.6% faster
-// than the head-fastest order (docs/PERFORMANCE.md). Sparse launches keep
-// that order (their heads read different rows).
+// KV head, the G query heads of one query tile next to each other (so CTA
+// pairs, blocks 2c and 2c + 1, share a KV head and a query tile when G is
+// even). The ~132 CTAs resident at a time then read the K/V rows of one or
+// two KV heads, each tile at nearly the same time, instead of all eight:
+// fewer L2 misses to HBM. At 128K (the GPU at its power cap) bands of 16
+// measured 1.6% faster than the head-fastest order, and 64 another 0.1-0.3%
+// (docs/PERFORMANCE.md). Sparse launches keep the head-fastest order (their
+// heads read different rows).
 __device__ __forceinline__ void dense_block(int H, int G, int n_qtiles, CtaWork& w) {
-  constexpr int kBand = 16;
+  constexpr int kBand = 64;
   const int b = static_cast<int>(blockIdx.x);
   const int band = b / (kBand * H), r = b % (kBand * H);
   const int qb = min(kBand, n_qtiles - band * kBand);  // query tiles in this band
@@ -136,7 +141,7 @@ __device__ void zero_gaps(const AttentionParams& p, const int32_t* sel, const Ct
 
 // Dense producer, one thread: Q, then K of tile i and V of tile i-1 in turn
 // (the consumers need K of tile i before V of tile i-1).
-template <int D, int S>
+template <int D, int S, int kCluster>
 __device__ __forceinline__ void produce_tma(const Sm90Args& a, const CtaWork& w, const Rings& r) {
   using namespace sm90;
   constexpr uint32_t kTile = D / 64 * kHalfBytes;
@@ -156,10 +161,18 @@ __device__ __forceinline__ void produce_tma(const Sm90Args& a, const CtaWork& w,
     mbar_arrive_expect_tx(full, kTile);
     const uint32_t dst = (is_v ? r.v : r.k) + s * kTile;
     const int y = (w.t_end - 1 - i) * kBN;
+    if constexpr (kCluster > 1) {
+      // The pair shares the KV head: this CTA loads column half `rank` of
+      // the tile into both (the peer the other half).
+      const uint32_t h = cluster_rank();
+      tma_load_2d_multicast(dst + h * kHalfBytes, is_v ? &a.v_map : &a.k_map, full,
+                            kv_x + 64 * static_cast<int>(h), y, 0x3, kEvictLast);
+    } else {
 #pragma unroll
-    for (int h = 0; h < D / 64; ++h)
-      tma_load_2d(dst + h * kHalfBytes, is_v ? &a.v_map : &a.k_map, full, kv_x + 64 * h, y,
-                  kEvictLast);
+      for (int h = 0; h < D / 64; ++h)
+        tma_load_2d(dst + h * kHalfBytes, is_v ? &a.v_map : &a.k_map, full, kv_x + 64 * h, y,
+                    kEvictLast);
+    }
   };
   for (int i = 0; i <= w.n_tiles; ++i) {
     if (i < w.n_tiles) load(false, i);
@@ -241,7 +254,7 @@ __device__ __forceinline__ void produce_gather(const Sm90Args& a, const CtaWork&
 }
 
 // Consumer warpgroup cw (0, 1): query rows 64 cw .. 64 cw + 63 of the tile.
-template <int D, bool kSparse, int S>
+template <int D, bool kSparse, int S, int kCluster>
 __device__ __forceinline__ void consume(const Sm90Args& a, const CtaWork& w, const Rings& r,
                                         const int32_t* sel) {
   using namespace sm90;
@@ -364,7 +377,9 @@ __device__ __forceinline__ void consume(const Sm90Args& a, const CtaWork& w, con
     for (int i = 0; i < 32; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
   };
   auto release = [&](bool is_v, int st) {
-    if (ctid == 0) mbar_arrive(r.empty(is_v, S, st));
+    if (ctid != 0) return;
+    mbar_arrive(r.empty(is_v, S, st));
+    if constexpr (kCluster > 1) mbar_arrive_cluster(r.empty(is_v, S, st), cluster_rank() ^ 1u);
   };
 
   if (cw == 0) named_bar_arrive(kTurnBarrier, 256);  // consumer 0 takes the first turn
@@ -441,9 +456,11 @@ __device__ __forceinline__ void consume(const Sm90Args& a, const CtaWork& w, con
 
 // The body exists only in the sm_90a pass; other passes leave it empty (the
 // launcher refuses to run it there, see sm90_prefill_ready()).
-template <int D, bool kSparse>
+template <int D, bool kSparse, int kCluster = 1>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_sm90_kernel(const __grid_constant__ Sm90Args a) {
+  static_assert(kCluster == 1 || (!kSparse && D == 128),
+                "pairs share the K/V halves of dense tiles");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace sm90;
   using Tile = Sm90Tile<D, kSparse>;
@@ -494,12 +511,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int st = 0; st < S; ++st) {
       mbar_init(r.full(false, S, st), loaders);
       mbar_init(r.full(true, S, st), loaders);
-      mbar_init(r.empty(false, S, st), 2);  // one arrival per consumer warpgroup
-      mbar_init(r.empty(true, S, st), 2);
+      // One arrival per consumer warpgroup (of both CTAs of a pair, whose
+      // producers both write into this stage).
+      mbar_init(r.empty(false, S, st), 2 * kCluster);
+      mbar_init(r.empty(true, S, st), 2 * kCluster);
     }
     mbar_init_fence();
   }
-  __syncthreads();
+  if constexpr (kCluster > 1) {
+    cluster_sync();  // the peer's barriers exist before its first multicast or arrive
+  } else {
+    __syncthreads();
+  }
 
   if (threadIdx.x < 128) {
     if constexpr (kSparse) {
@@ -507,88 +530,42 @@ __global__ void __launch_bounds__(kThreads, 1)
       produce_gather<D, S>(a, w, r, sel);
     } else {
       regs_decrease<24>();
-      if (threadIdx.x == 0) produce_tma<D, S>(a, w, r);
+      if (threadIdx.x == 0) produce_tma<D, S, kCluster>(a, w, r);
     }
   } else {
     regs_increase<kSparse ? 224 : 240>();
-    consume<D, kSparse, S>(a, w, r, sel);
+    consume<D, kSparse, S, kCluster>(a, w, r, sel);
   }
+  // Neither CTA of a pair leaves while the other may still write into its
+  // shared memory or arrive on its barriers.
+  if constexpr (kCluster > 1) cluster_sync();
 #endif
 }
 
-// cuTensorMapEncodeTiled from the driver, looked up once through the runtime
-// (no link against libcuda); null when the driver lacks it.
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult status{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
-                                         &status) != cudaSuccess ||
-        status != cudaDriverEntryPointSuccess) {
-      cudaGetLastError();
-      return PFN_cuTensorMapEncodeTiled_v12000{nullptr};
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
-// A [rows][width] bf16 matrix with row stride `stride` elements, read in
-// 128-byte-swizzled boxes of 64 columns x 128 rows (rows past the end read
-// as zeros).
-bool make_tensor_map(CUtensorMap& map, const bf16* base, int64_t width, int64_t rows,
-                     int64_t stride) {
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  if (encode == nullptr) return false;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(width), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride) * sizeof(bf16)};
-  const cuuint32_t box[2] = {64, kBN};
-  const cuuint32_t elem_strides[2] = {1, 1};
-  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(base), dims, strides,
-                box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
-template <int D, bool kSparse>
+template <int D, bool kSparse, int kCluster>
 cudaError_t launch_sm90(const Sm90Args& a, cudaStream_t stream) {
   constexpr size_t smem = Sm90Tile<D, kSparse>::kSmemBytes;
-  const auto kernel = prefill_sm90_kernel<D, kSparse>;
+  const auto kernel = prefill_sm90_kernel<D, kSparse, kCluster>;
   static std::atomic<uint64_t> prepared{0};
   cudaError_t err = prepare_kernel(kernel, smem, prepared);
   if (err != cudaSuccess) return err;
   const int64_t blocks = int64_t{a.n_qtiles} * a.p.num_heads;
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);
+  if constexpr (kCluster == 1) {
+    kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);
+  } else {
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg =
+        cluster_config(static_cast<unsigned>(blocks), kThreads, smem, stream, kCluster, attr);
+    if (err = cudaLaunchKernelEx(&cfg, kernel, a); err != cudaSuccess) return err;
+  }
   return cudaGetLastError();
 }
 
 }  // namespace
 
 bool attn::sm90_prefill_ready() {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
   static std::atomic<uint64_t> checked{0}, ready{0};
-  const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
-  if (bit != 0 && (checked.load(std::memory_order_acquire) & bit) != 0)
-    return (ready.load(std::memory_order_acquire) & bit) != 0;
-  int major = 0, minor = 0;
-  bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
-            major == 9 && minor == 0;
-  if (ok) {
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, prefill_sm90_kernel<128, false>) != cudaSuccess) {
-      cudaGetLastError();  // no image for this device: not an error of any launch
-      ok = false;
-    } else {
-      ok = attr.sharedSizeBytes > 0;
-    }
-  }
-  if (bit != 0) {
-    if (ok) ready.fetch_or(bit, std::memory_order_release);
-    checked.fetch_or(bit, std::memory_order_release);
-  }
-  return ok;
+  return sm90_kernel_ready(prefill_sm90_kernel<128, false>, checked, ready);
 }
 
 cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
@@ -610,13 +587,18 @@ cudaError_t attn::prefill_sm90(const AttentionParams& p, cudaStream_t stream) {
   if (!sparse) {
     const int64_t q_width = int64_t{p.num_heads} * p.head_dim;
     const int64_t kv_width = int64_t{p.num_kv_heads} * p.head_dim;
-    if (!make_tensor_map(a.q_map, p.q, q_width, p.n_q, p.q_stride) ||
-        !make_tensor_map(a.k_map, p.k, kv_width, p.n_kv, p.kv_stride) ||
-        !make_tensor_map(a.v_map, p.v, kv_width, p.n_kv, p.kv_stride))
+    if (!make_tensor_map(a.q_map, p.q, q_width, p.n_q, p.q_stride, kBN) ||
+        !make_tensor_map(a.k_map, p.k, kv_width, p.n_kv, p.kv_stride, kBN) ||
+        !make_tensor_map(a.v_map, p.v, kv_width, p.n_kv, p.kv_stride, kBN))
       return cudaErrorInvalidValue;
   }
+  // Dense head_dim 128 with an even GQA group: CTA pairs (two query heads of
+  // one KV head, one query tile; consecutive blocks in dense_block's order)
+  // share each K/V tile, each loading half of it for both.
+  if (!sparse && p.head_dim == 128 && a.group % 2 == 0)
+    return launch_sm90<128, false, 2>(a, stream);
   return dispatch_prefill(p.head_dim, sparse, [&](auto d, auto is_sparse) {
-    return launch_sm90<decltype(d)::value, decltype(is_sparse)::value>(a, stream);
+    return launch_sm90<decltype(d)::value, decltype(is_sparse)::value, 1>(a, stream);
   });
 }
 

@@ -53,6 +53,7 @@
 #include "engine/engine_impl.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
+#include "kernels/gate_up_swiglu.h"
 #include "kernels/random_fill.h"
 #include "kernels/sampling.h"
 #include "kernels/tsa_select.h"
@@ -60,6 +61,13 @@
 
 namespace tsa {
 namespace cuda_backend {
+namespace {
+
+// Rows from which a chunk's MLP takes the fused gate/up + SwiGLU kernel
+// (bench/bench_mlp.cu times both paths; docs/PERFORMANCE.md).
+constexpr int64_t kFusedMlpRows = 512;
+
+}  // namespace
 
 CudaRunner::CudaRunner(const Engine::Impl& e, const SessionOptions& o)
     : cfg_(e.rank() ? local_config(e.config, *e.rank()) : e.config),
@@ -359,9 +367,17 @@ void CudaRunner::stage_c(int64_t l, int64_t c0, int64_t cn) {
   check(kernels::add_rmsnorm(buf<float>(Buf::Residual) + c0 * H, delta, L.ffn_norm,
                              static_cast<float>(cfg_.rms_norm_eps), cn, H, norm, stream_),
         "add_rmsnorm", cn);
-  gemm_->run(norm, cn, H, L.w_gate_up, 2 * I, nullptr, buf<bf16>(Buf::GateUp), false, stream_);
-  check(kernels::swiglu(buf<bf16>(Buf::GateUp), cn, I, buf<bf16>(Buf::Act), stream_), "swiglu", cn);
-  project_out(buf<bf16>(Buf::Act), cn, I, L.w_down, nullptr, delta);
+  bf16* act = buf<bf16>(Buf::Act);
+  // Prompt chunks on Hopper: SwiGLU in the gate/up GEMM's epilogue, so the
+  // [cn, 2I] gate/up rows are never stored (kernels/gate_up_swiglu.h).
+  // Decode steps and short chunks keep cuBLASLt's GEMM + swiglu.
+  if (cn >= kFusedMlpRows && kernels::gate_up_swiglu_supported(norm, cn, H, L.w_gate_up, I, act)) {
+    check(kernels::gate_up_swiglu(norm, cn, H, L.w_gate_up, I, act, stream_), "gate_up_swiglu", cn);
+  } else {
+    gemm_->run(norm, cn, H, L.w_gate_up, 2 * I, nullptr, buf<bf16>(Buf::GateUp), false, stream_);
+    check(kernels::swiglu(buf<bf16>(Buf::GateUp), cn, I, act, stream_), "swiglu", cn);
+  }
+  project_out(act, cn, I, L.w_down, nullptr, delta);
 }
 
 void CudaRunner::project_out(const bf16* x, int64_t cn, int64_t k, const bf16* w, const bf16* bias,

@@ -78,6 +78,28 @@ TEST_P(CudaVsCpu, ChunkedPrefillAndDecodeMatchOneShot) {
   EXPECT_LT(test::rel_error(c.data(), want.data(), vocab), 2e-2);
 }
 
+// A prompt of 1000 tokens: its MLP rows take the fused gate/up + SwiGLU
+// kernel on Hopper (kernels/gate_up_swiglu.h; 192 intermediate columns: a
+// full and a partial column tile, 8 row tiles in 4 CTA pairs), where the
+// short golden prompts take cuBLASLt + swiglu. Logits of the last 16
+// positions.
+TEST_P(CudaVsCpu, LongPromptLogits) {
+  TSA_REQUIRE_GPU();
+  auto cpu = Engine::load({.model_dir = dir()});
+  auto gpu = Engine::load({.model_dir = dir(), .device = Device::Cuda});
+  const int64_t vocab = cpu->config().vocab_size, n = 1000, rows = 16;
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
+  Session sc(cpu, {.ctx_size = 1024}), sg(gpu, {.ctx_size = 1024});
+  const auto lc = sc.prefill(ids, rows);
+  const std::vector<float> want(lc.begin(), lc.end());
+  const auto lg = sg.prefill(ids, rows);
+  ASSERT_EQ(lg.size(), want.size());
+  for (int64_t i = 0; i < rows; ++i)
+    EXPECT_LT(test::rel_error(lg.data() + i * vocab, want.data() + i * vocab, vocab), 2e-2)
+        << "position " << n - rows + i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Golden, CudaVsCpu, test::golden_models(), test::golden_model_name);
 
 // The decode step replayed as a CUDA graph (captured at the second step)
