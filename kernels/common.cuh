@@ -1,4 +1,4 @@
-// Shared device helpers for tsa's CUDA kernels (included by .cu files only).
+// Shared helpers of tsa's CUDA kernels and their launchers (included by .cu files only).
 #pragma once
 
 #include <cuda_bf16.h>
