@@ -89,8 +89,8 @@ if has sanitize; then
   log "compute-sanitizer memcheck"
   # Logs in one archive: a device call returns at most 8 files.
   MC=$(mktemp -d)
-  for t in test_attention test_attention_paged test_elementwise test_sampling test_cuda_model test_gate_up_swiglu \
-           test_tsa_select test_cuda_tsa test_cuda_batch; do
+  for t in test_attention test_attention_paged test_elementwise test_sampling test_cuda_model \
+           test_gate_up_swiglu test_tsa_select test_cuda_tsa test_cuda_batch; do
     [ -x "$BUILD/tests/$t" ] || continue
     ( timeout "${MEMCHECK_TIMEOUT:-400}" compute-sanitizer --tool memcheck --error-exitcode 9 \
         "$BUILD/tests/$t" --gtest_brief=1 > "$MC/$t.log" 2>&1
