@@ -15,10 +15,6 @@ constexpr int64_t kMaxPositions = INT32_MAX - 1024;
 // Largest row stride in elements: its bf16 byte step fits an int32.
 constexpr int64_t kMaxStride = INT32_MAX / 2;
 
-inline bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
-}
-
 // Checks what the prefill and decode kernels both rely on: shapes, positions,
 // 16-byte aligned rows (the kernels copy 16-byte chunks), a usable scale.
 inline cudaError_t check_common(const AttentionParams& p) {

@@ -26,10 +26,6 @@ constexpr int kVec = 8;                       // elements per vector access
 constexpr int64_t kMaxRmsHidden = 16 * 1024;  // add_rmsnorm keeps a row in registers
 constexpr int kMaxRopeGroups = 1024;          // one thread per group of a half-head
 
-bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
-}
-
 // Blocks for `work` items of kThreads each (work >= 1).
 unsigned grid_for(int64_t work) {
   return static_cast<unsigned>(std::min(ceil_div(work, kThreads), kMaxBlocks));

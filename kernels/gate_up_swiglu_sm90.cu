@@ -199,10 +199,6 @@ bool ready() {
   return sm90_kernel_ready(gate_up_swiglu_kernel, checked, ready);
 }
 
-bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
-}
-
 cudaError_t launch(const GemmArgs& a, cudaStream_t stream) {
   static std::atomic<uint64_t> prepared{0};
   if (cudaError_t err = prepare_kernel(gate_up_swiglu_kernel, kSmemBytes, prepared);
