@@ -12,7 +12,7 @@
 //     producer loads one 64-column half of every K and V tile into both CTAs
 //     (multicast), and the empty barriers wait for the consumers of both, so
 //     each CTA reads half of its K/V bytes from L2. At 128K, where the GPU
-//     runs at its power cap, that is 1.3% off the whole prefill.
+//     runs at its power cap, that is 1.2% off the whole prefill.
 //     Sparse: all 128 threads gather rows through the index list with
 //     16-byte cp.async into the same swizzled layout (TMA cannot gather
 //     arbitrary rows on sm_90), then zero the unselected output rows.

@@ -25,7 +25,7 @@
 //
 // Measured in the power-capped 128K prefill (docs/PERFORMANCE.md): each CTA
 // loading its whole B tile, the fused kernel was no faster than cuBLASLt +
-// swiglu; with the pairs, the prefill is 0.5% faster. The arrives on the
+// swiglu; with the pairs, the prefill is 0.3-0.6% faster. The arrives on the
 // peer's empty barriers are CTA-scope releases, as CUTLASS's: with
 // .release.cluster the pairs ran at 0.8x.
 #include <algorithm>
@@ -199,29 +199,44 @@ bool ready() {
   return sm90_kernel_ready(gate_up_swiglu_kernel, checked, ready);
 }
 
-cudaError_t launch(const GemmArgs& a, cudaStream_t stream) {
-  static std::atomic<uint64_t> prepared{0};
-  if (cudaError_t err = prepare_kernel(gate_up_swiglu_kernel, kSmemBytes, prepared);
-      err != cudaSuccess)
-    return err;
-  int dev = 0, sms = 0;
-  if (cudaError_t err = cudaGetDevice(&dev); err != cudaSuccess) return err;
-  if (cudaError_t err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-      err != cudaSuccess)
-    return err;
-  cudaLaunchAttribute attr;
+// Clusters of the pair kernel resident at once on device `dev`: the SMs in
+// pairs, fewer where a GPC with an odd number of SMs leaves one out. Asked of
+// the driver once per device (0 = not yet), not on every launch (one per
+// layer and prompt chunk).
+int resident_clusters(int dev) {
+  static std::atomic<int> cached[64];
+  if (dev >= 0 && dev < 64) {
+    if (const int n = cached[dev].load(std::memory_order_acquire); n > 0) return n;
+  }
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
   int clusters = sms / kPair;
-  cudaLaunchConfig_t cfg =
-      cluster_config(clusters * kPair, kThreads, kSmemBytes, stream, kPair, attr);
-  // As many clusters as fit at once (a GPC with an odd number of free SMs
-  // leaves one out), and no more than there are units.
+  cudaLaunchAttribute attr;
+  const cudaLaunchConfig_t cfg =
+      cluster_config(clusters * kPair, kThreads, kSmemBytes, nullptr, kPair, attr);
   int resident = 0;
   if (cudaOccupancyMaxActiveClusters(&resident, gate_up_swiglu_kernel, &cfg) == cudaSuccess &&
       resident > 0)
     clusters = std::min(clusters, resident);
   cudaGetLastError();
-  clusters = static_cast<int>(std::min<int64_t>(clusters, int64_t{a.m_pairs} * a.n_tiles));
-  cfg.gridDim = dim3(static_cast<unsigned>(clusters * kPair));
+  if (dev >= 0 && dev < 64) cached[dev].store(clusters, std::memory_order_release);
+  return clusters;
+}
+
+cudaError_t launch(const GemmArgs& a, cudaStream_t stream) {
+  static std::atomic<uint64_t> prepared{0};
+  if (cudaError_t err = prepare_kernel(gate_up_swiglu_kernel, kSmemBytes, prepared);
+      err != cudaSuccess)
+    return err;
+  int dev = 0;
+  if (cudaError_t err = cudaGetDevice(&dev); err != cudaSuccess) return err;
+  // No more clusters than there are units.
+  const int clusters =
+      static_cast<int>(std::min<int64_t>(resident_clusters(dev), int64_t{a.m_pairs} * a.n_tiles));
+  if (clusters < 1) return cudaErrorNotSupported;
+  cudaLaunchAttribute attr;
+  const cudaLaunchConfig_t cfg =
+      cluster_config(clusters * kPair, kThreads, kSmemBytes, stream, kPair, attr);
   if (cudaError_t err = cudaLaunchKernelEx(&cfg, gate_up_swiglu_kernel, a); err != cudaSuccess)
     return err;
   return cudaGetLastError();
